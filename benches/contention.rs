@@ -1,1 +1,2 @@
+//! Criterion contention matrix (being written).
 fn main() {}

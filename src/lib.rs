@@ -55,5 +55,10 @@ pub use histogram::{
 #[cfg(weir_loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::slot::MAX_SLOTS;
+    /// How many slots the loom build has (beyond it, threads use the fallback cells).
+    pub const MAX_SLOTS: usize = crate::slot::MAX_SLOTS;
+    /// Releases the calling thread's slot, as thread exit does (see `slot::release_current`).
+    pub fn release_slot() {
+        crate::slot::release_current();
+    }
 }

@@ -46,7 +46,7 @@ const PAGE_MASK: usize = PAGE_LEN - 1;
 #[cfg(not(weir_loom))]
 const CHUNK_LEN: usize = 32;
 #[cfg(weir_loom)]
-const CHUNK_LEN: usize = 1;
+const CHUNK_LEN: usize = 2;
 const CHUNKS: usize = MAX_SLOTS.div_ceil(CHUNK_LEN);
 
 /// Default lowest discernible value: 1 (nanosecond).
