@@ -35,7 +35,7 @@ const PAGE_LEN: usize = 1 << PAGE_SHIFT;
 const PAGE_MASK: u32 = (PAGE_LEN as u32) - 1;
 
 #[cfg(not(weir_loom))]
-const DIR_LEN: usize = 2048;
+const DIR_LEN: usize = 2048; // a power of two (see `split`)
 #[cfg(weir_loom)]
 const DIR_LEN: usize = 4;
 
@@ -92,7 +92,12 @@ fn alloc_id() -> u32 {
 
 #[inline(always)]
 fn split(id: u32) -> (usize, usize) {
-    ((id >> PAGE_SHIFT) as usize, (id & PAGE_MASK) as usize)
+    // Ids below MAX_IDS (all but NO_ID, which callers exclude) have a page index below DIR_LEN;
+    // the mask says so to the compiler, which then drops its bounds check.
+    (
+        (id >> PAGE_SHIFT) as usize & (DIR_LEN - 1),
+        (id & PAGE_MASK) as usize,
+    )
 }
 
 /// The cell of `id` in `slot`'s arena, for a reader. `None` if the slot never touched that page.

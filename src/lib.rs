@@ -62,3 +62,7 @@ pub mod __loom {
         crate::slot::release_current();
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
