@@ -8,15 +8,20 @@
 //! 10,000 counters touched by 64 threads cost 64 × 10,000 × 8 B = 5 MB, not 80 MB.
 //!
 //! # Orderings
-//! - Cell update by the owner: `load(Relaxed)` + `store(Relaxed)`. The owner is the only writer
+//! - Cell update by the owner: `load(Relaxed)` + `store(Release)`. The owner is the only writer
 //!   (the slot claim/release pair in [`crate::slot`] hands cells between owners with
-//!   happens-before), so the load always sees the latest value. Readers need no ordering beyond
-//!   coherence: an add that happened-before `get` is seen by `get`'s load of that cell.
+//!   happens-before), so the load always sees the latest value. For exactness readers need only
+//!   coherence: an add that happened-before `get` is seen by `get`'s load of that cell. The
+//!   Release store and the reader's Acquire loads add one more edge: a reader that sees an add
+//!   also sees every add the writer made before it, to any metric. A registry snapshot reads
+//!   metrics in reverse registration order, so if a program always adds to A before B (A
+//!   registered first), no snapshot shows B's add without A's. On x86-64 the store is still a
+//!   plain `mov` (or a non-locked `inc`), and the loads plain loads.
 //! - Arena and page pointers are published with `Release` (compare-exchange or store) and read by
 //!   readers with `Acquire`, so a reader that finds a page sees it initialized (zeroed). The owner
 //!   reads its own pointers `Relaxed`: it wrote them itself, or received them through the slot
 //!   claim's Acquire.
-//! - The fallback cell is a shared `fetch_add(Relaxed)`: atomicity alone keeps it exact.
+//! - The fallback cell is a shared `fetch_add(Release)`, read with Acquire, for the same edge.
 //! - Counter ids are recycled through a mutex-protected free list. Before an id is freed, its cell
 //!   is zeroed in every arena (Relaxed stores); the mutex orders those stores before the id's next
 //!   allocation, and every later use of the new counter happens after that allocation.
@@ -219,26 +224,30 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         match owner_cell(slot::current(), self.inner.id) {
-            // Relaxed load + store: this thread is the cell's only writer (module docs).
+            // Relaxed load: this thread is the cell's only writer (module docs). Release store:
+            // a reader whose Acquire load sees this add also sees everything this thread did
+            // before it (what makes registry snapshots consistent across metrics). On x86 both
+            // are plain moves.
             Some(cell) => cell.store(
                 cell.load(Ordering::Relaxed).wrapping_add(n),
-                Ordering::Relaxed,
+                Ordering::Release,
             ),
-            // Relaxed: a shared RMW is exact by atomicity; no other memory is published.
+            // Release: as for the owned cell (atomicity alone makes it exact).
             None => {
-                self.inner.fallback.fetch_add(n, Ordering::Relaxed);
+                self.inner.fallback.fetch_add(n, Ordering::Release);
             }
         }
     }
 
     /// The total: every `add` that happened-before this call, and possibly some concurrent ones.
     pub fn get(&self) -> u64 {
-        // Relaxed loads: coherence is all an exact total needs (module docs).
-        let mut total = self.inner.fallback.load(Ordering::Relaxed);
+        // Acquire loads: coherence alone makes the total exact; Acquire adds the cross-metric
+        // edge described in the module docs.
+        let mut total = self.inner.fallback.load(Ordering::Acquire);
         if self.inner.id != NO_ID {
             for slot in 0..slot::high_water() {
                 if let Some(cell) = reader_cell(slot, self.inner.id) {
-                    total = total.wrapping_add(cell.load(Ordering::Relaxed));
+                    total = total.wrapping_add(cell.load(Ordering::Acquire));
                 }
             }
         }

@@ -38,17 +38,24 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod clock;
 mod counter;
 mod error;
 mod histogram;
+pub mod registry;
 mod slot;
 mod sync;
 
+pub use clock::{Clock, ManualClock, SetTimeError, SharedClock, SystemClock};
 pub use counter::{Counter, CounterReader, FloatGauge, Gauge};
-pub use error::{DeltaError, HistogramError, MergeError, QuantileError};
+pub use error::{DeltaError, HistogramError, MergeError, QuantileError, RegistryError};
 pub use histogram::{
     Bucket, Buckets, DEFAULT_DIGITS, DEFAULT_HIGHEST, DEFAULT_LOWEST, Histogram, HistogramBuilder,
     HistogramSnapshot,
+};
+pub use registry::{
+    Family, FamilySnapshot, MetricKind, Published, RefresherHandle, Registry, RegistrySnapshot,
+    Value, Window,
 };
 
 /// Internals exposed for the loom models in `loom-tests/` (cfg `weir_loom` only).

@@ -501,6 +501,10 @@ impl Histogram {
         acc.finish(inner.layout, inner.id, seq)
     }
 
+    pub(crate) fn layout(&self) -> Layout {
+        self.inner.layout
+    }
+
     /// The lowest discernible value.
     pub fn lowest(&self) -> u64 {
         self.inner.layout.lowest
