@@ -38,17 +38,23 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod clock;
 mod counter;
 mod error;
 mod histogram;
 mod slot;
 mod sync;
+mod window;
 
+pub use clock::{Clock, ManualClock, SetTimeError, SharedClock, SystemClock};
 pub use counter::{Counter, CounterReader, FloatGauge, Gauge};
 pub use error::{DeltaError, HistogramError, MergeError, QuantileError};
 pub use histogram::{
     Bucket, Buckets, DEFAULT_DIGITS, DEFAULT_HIGHEST, DEFAULT_LOWEST, Histogram, HistogramBuilder,
     HistogramSnapshot,
+};
+pub use window::{
+    CounterWindow, HistogramWindow, MAX_WINDOW_SLOTS, RollingCounter, RollingHistogram, WindowError,
 };
 
 /// Internals exposed for the loom models in `loom-tests/` (cfg `weir_loom` only).
