@@ -179,8 +179,13 @@ impl ManualClock {
     /// Sets the clock to `to`, which must not be earlier than the current time (setting the
     /// current time again is allowed and does nothing).
     ///
-    /// On error the clock is unchanged. Use [`advance`](ManualClock::advance) to move by an
-    /// amount instead.
+    /// Use [`advance`](ManualClock::advance) to move by an amount instead.
+    ///
+    /// # Errors
+    ///
+    /// [`SetTimeError::Backwards`] if `to` is earlier than the current time, and
+    /// [`SetTimeError::OutOfRange`] if it does not fit in `u64` nanoseconds. On error the clock
+    /// is unchanged.
     pub fn set(&self, to: Duration) -> Result<(), SetTimeError> {
         let target = duration_to_nanos(to).ok_or(SetTimeError::OutOfRange { requested: to })?;
         // Release on success, as in `advance`; Relaxed on failure (nothing is published).

@@ -460,13 +460,21 @@ mod tests {
     #[test]
     fn ids_are_recycled_zeroed() {
         let a = Counter::new();
-        a.add(7);
+        let writer = a.clone();
+        std::thread::spawn(move || writer.add(7)).join().unwrap();
+        a.add(1);
         let id = a.inner.id;
         drop(a);
-        // Some new counter gets the id back; every new counter starts at zero.
+        // The id goes back to the free list (LIFO), so a new counter reuses it; every new
+        // counter, including the one that got the old id, starts at zero.
         let fresh: Vec<Counter> = (0..64).map(|_| Counter::new()).collect();
         assert!(fresh.iter().all(|c| c.get() == 0));
-        let _ = id;
+        let reused_here = fresh.iter().any(|c| c.inner.id == id);
+        // (A test running in parallel may have taken it first: then it is not free either.)
+        assert!(
+            reused_here || !lock(ids()).free.contains(&id),
+            "id {id} was not recycled"
+        );
     }
 
     #[test]

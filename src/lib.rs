@@ -45,6 +45,7 @@ mod histogram;
 pub mod registry;
 mod slot;
 mod sync;
+mod window;
 
 pub use clock::{Clock, ManualClock, SetTimeError, SharedClock, SystemClock};
 pub use counter::{Counter, CounterReader, FloatGauge, Gauge};
@@ -56,6 +57,9 @@ pub use histogram::{
 pub use registry::{
     Family, FamilySnapshot, MetricKind, Published, RefresherHandle, Registry, RegistrySnapshot,
     Value, Window,
+};
+pub use window::{
+    CounterWindow, HistogramWindow, MAX_WINDOW_SLOTS, RollingCounter, RollingHistogram, WindowError,
 };
 
 /// Internals exposed for the loom models in `loom-tests/` (cfg `weir_loom` only).
