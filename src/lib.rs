@@ -42,6 +42,7 @@ mod clock;
 mod counter;
 mod error;
 mod histogram;
+pub mod policy;
 pub mod registry;
 mod slot;
 mod sync;
