@@ -41,6 +41,7 @@
 mod clock;
 mod counter;
 mod error;
+pub mod export;
 mod histogram;
 pub mod policy;
 pub mod registry;
