@@ -8,15 +8,20 @@
 //! 10,000 counters touched by 64 threads cost 64 × 10,000 × 8 B = 5 MB, not 80 MB.
 //!
 //! # Orderings
-//! - Cell update by the owner: `load(Relaxed)` + `store(Relaxed)`. The owner is the only writer
+//! - Cell update by the owner: `load(Relaxed)` + `store(Release)`. The owner is the only writer
 //!   (the slot claim/release pair in [`crate::slot`] hands cells between owners with
-//!   happens-before), so the load always sees the latest value. Readers need no ordering beyond
-//!   coherence: an add that happened-before `get` is seen by `get`'s load of that cell.
+//!   happens-before), so the load always sees the latest value. For exactness readers need only
+//!   coherence: an add that happened-before `get` is seen by `get`'s load of that cell. The
+//!   Release store and the reader's Acquire loads add one more edge: a reader that sees an add
+//!   also sees every add the writer made before it, to any metric. A registry snapshot reads
+//!   metrics in reverse registration order, so if a program always adds to A before B (A
+//!   registered first), no snapshot shows B's add without A's. On x86-64 the store is still a
+//!   plain `mov` (or a non-locked `inc`), and the loads plain loads.
 //! - Arena and page pointers are published with `Release` (compare-exchange or store) and read by
 //!   readers with `Acquire`, so a reader that finds a page sees it initialized (zeroed). The owner
 //!   reads its own pointers `Relaxed`: it wrote them itself, or received them through the slot
 //!   claim's Acquire.
-//! - The fallback cell is a shared `fetch_add(Relaxed)`: atomicity alone keeps it exact.
+//! - The fallback cell is a shared `fetch_add(Release)`, read with Acquire, for the same edge.
 //! - Counter ids are recycled through a mutex-protected free list. Before an id is freed, its cell
 //!   is zeroed in every arena (Relaxed stores); the mutex orders those stores before the id's next
 //!   allocation, and every later use of the new counter happens after that allocation.
@@ -35,7 +40,7 @@ const PAGE_LEN: usize = 1 << PAGE_SHIFT;
 const PAGE_MASK: u32 = (PAGE_LEN as u32) - 1;
 
 #[cfg(not(weir_loom))]
-const DIR_LEN: usize = 2048;
+const DIR_LEN: usize = 2048; // a power of two (see `split`)
 #[cfg(weir_loom)]
 const DIR_LEN: usize = 4;
 
@@ -92,7 +97,12 @@ fn alloc_id() -> u32 {
 
 #[inline(always)]
 fn split(id: u32) -> (usize, usize) {
-    ((id >> PAGE_SHIFT) as usize, (id & PAGE_MASK) as usize)
+    // Ids below MAX_IDS (all but NO_ID, which callers exclude) have a page index below DIR_LEN;
+    // the mask says so to the compiler, which then drops its bounds check.
+    (
+        (id >> PAGE_SHIFT) as usize & (DIR_LEN - 1),
+        (id & PAGE_MASK) as usize,
+    )
 }
 
 /// The cell of `id` in `slot`'s arena, for a reader. `None` if the slot never touched that page.
@@ -214,26 +224,30 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         match owner_cell(slot::current(), self.inner.id) {
-            // Relaxed load + store: this thread is the cell's only writer (module docs).
+            // Relaxed load: this thread is the cell's only writer (module docs). Release store:
+            // a reader whose Acquire load sees this add also sees everything this thread did
+            // before it (what makes registry snapshots consistent across metrics). On x86 both
+            // are plain moves.
             Some(cell) => cell.store(
                 cell.load(Ordering::Relaxed).wrapping_add(n),
-                Ordering::Relaxed,
+                Ordering::Release,
             ),
-            // Relaxed: a shared RMW is exact by atomicity; no other memory is published.
+            // Release: as for the owned cell (atomicity alone makes it exact).
             None => {
-                self.inner.fallback.fetch_add(n, Ordering::Relaxed);
+                self.inner.fallback.fetch_add(n, Ordering::Release);
             }
         }
     }
 
     /// The total: every `add` that happened-before this call, and possibly some concurrent ones.
     pub fn get(&self) -> u64 {
-        // Relaxed loads: coherence is all an exact total needs (module docs).
-        let mut total = self.inner.fallback.load(Ordering::Relaxed);
+        // Acquire loads: coherence alone makes the total exact; Acquire adds the cross-metric
+        // edge described in the module docs.
+        let mut total = self.inner.fallback.load(Ordering::Acquire);
         if self.inner.id != NO_ID {
             for slot in 0..slot::high_water() {
                 if let Some(cell) = reader_cell(slot, self.inner.id) {
-                    total = total.wrapping_add(cell.load(Ordering::Relaxed));
+                    total = total.wrapping_add(cell.load(Ordering::Acquire));
                 }
             }
         }
@@ -446,13 +460,21 @@ mod tests {
     #[test]
     fn ids_are_recycled_zeroed() {
         let a = Counter::new();
-        a.add(7);
+        let writer = a.clone();
+        std::thread::spawn(move || writer.add(7)).join().unwrap();
+        a.add(1);
         let id = a.inner.id;
         drop(a);
-        // Some new counter gets the id back; every new counter starts at zero.
+        // The id goes back to the free list (LIFO), so a new counter reuses it; every new
+        // counter, including the one that got the old id, starts at zero.
         let fresh: Vec<Counter> = (0..64).map(|_| Counter::new()).collect();
         assert!(fresh.iter().all(|c| c.get() == 0));
-        let _ = id;
+        let reused_here = fresh.iter().any(|c| c.inner.id == id);
+        // (A test running in parallel may have taken it first: then it is not free either.)
+        assert!(
+            reused_here || !lock(ids()).free.contains(&id),
+            "id {id} was not recycled"
+        );
     }
 
     #[test]

@@ -137,3 +137,120 @@ impl fmt::Display for QuantileError {
 }
 
 impl std::error::Error for QuantileError {}
+
+/// A metric could not be registered or looked up in a [`Registry`](crate::Registry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Metric names must match `[a-zA-Z_:][a-zA-Z0-9_:]*` and not start with `__`.
+    InvalidMetricName {
+        /// The rejected name.
+        name: String,
+    },
+    /// Label names must match `[a-zA-Z_][a-zA-Z0-9_]*` and not start with `__`.
+    InvalidLabelName {
+        /// The rejected name.
+        name: String,
+    },
+    /// `le` and `quantile` are reserved for histogram buckets and summary quantiles; rename the
+    /// label.
+    ReservedLabelName {
+        /// The rejected name.
+        name: String,
+    },
+    /// A label name appears twice in one family; give each label its own name.
+    DuplicateLabelName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A unit must match `[a-zA-Z0-9_]+` and the metric name must end with `_<unit>` (or
+    /// `_<unit>_total` for a counter), e.g. `request_duration_seconds` with unit `seconds`.
+    InvalidUnit {
+        /// The metric name.
+        name: String,
+        /// The rejected unit.
+        unit: String,
+    },
+    /// The number of label values differs from the family's label names; pass one value per
+    /// label name, in the same order.
+    LabelCount {
+        /// The metric name.
+        name: String,
+        /// How many label names the family has.
+        expected: usize,
+        /// How many values were given.
+        got: usize,
+    },
+    /// The name is already registered as another kind of metric; use another name.
+    KindMismatch {
+        /// The metric name.
+        name: String,
+        /// The kind it was registered as.
+        registered: crate::MetricKind,
+        /// The kind requested now.
+        requested: crate::MetricKind,
+    },
+    /// The name is already registered with other label names (or unit, or histogram layout);
+    /// register it the same way everywhere, or use another name.
+    SchemaMismatch {
+        /// The metric name.
+        name: String,
+        /// What differs.
+        what: &'static str,
+    },
+    /// A refresher interval or window must be longer than zero.
+    ZeroInterval,
+    /// The operating system refused to start the refresher thread; retry, or refresh by hand
+    /// with `refresh_now`.
+    SpawnFailed,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryError::InvalidMetricName { name } => write!(
+                f,
+                "invalid metric name {name:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]* and not start with __"
+            ),
+            RegistryError::InvalidLabelName { name } => write!(
+                f,
+                "invalid label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __"
+            ),
+            RegistryError::ReservedLabelName { name } => {
+                write!(f, "label name {name:?} is reserved")
+            }
+            RegistryError::DuplicateLabelName { name } => {
+                write!(f, "label name {name:?} appears twice")
+            }
+            RegistryError::InvalidUnit { name, unit } => write!(
+                f,
+                "invalid unit {unit:?} for {name:?}: units are [a-zA-Z0-9_]+ and the name must end with _<unit>"
+            ),
+            RegistryError::LabelCount {
+                name,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{name} has {expected} label names but {got} values were given"
+            ),
+            RegistryError::KindMismatch {
+                name,
+                registered,
+                requested,
+            } => write!(
+                f,
+                "{name} is registered as a {} and cannot be used as a {}",
+                registered.as_str(),
+                requested.as_str()
+            ),
+            RegistryError::SchemaMismatch { name, what } => {
+                write!(f, "{name} is already registered with different {what}")
+            }
+            RegistryError::ZeroInterval => f.write_str("interval must be longer than zero"),
+            RegistryError::SpawnFailed => f.write_str("could not start the refresher thread"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}

@@ -38,22 +38,43 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod clock;
 mod counter;
 mod error;
 mod histogram;
+pub mod policy;
+pub mod registry;
 mod slot;
 mod sync;
+mod window;
 
+pub use clock::{Clock, ManualClock, SetTimeError, SharedClock, SystemClock};
 pub use counter::{Counter, CounterReader, FloatGauge, Gauge};
-pub use error::{DeltaError, HistogramError, MergeError, QuantileError};
+pub use error::{DeltaError, HistogramError, MergeError, QuantileError, RegistryError};
 pub use histogram::{
     Bucket, Buckets, DEFAULT_DIGITS, DEFAULT_HIGHEST, DEFAULT_LOWEST, Histogram, HistogramBuilder,
     HistogramSnapshot,
+};
+pub use registry::{
+    Family, FamilySnapshot, MetricKind, Published, RefresherHandle, Registry, RegistrySnapshot,
+    Value, Window,
+};
+pub use window::{
+    CounterWindow, HistogramWindow, MAX_WINDOW_SLOTS, RollingCounter, RollingHistogram, WindowError,
 };
 
 /// Internals exposed for the loom models in `loom-tests/` (cfg `weir_loom` only).
 #[cfg(weir_loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::slot::MAX_SLOTS;
+    /// How many slots the loom build has (beyond it, threads use the fallback cells).
+    pub const MAX_SLOTS: usize = crate::slot::MAX_SLOTS;
+    /// Releases the calling thread's slot, as thread exit does (see `slot::release_current`).
+    pub fn release_slot() {
+        crate::slot::release_current();
+    }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

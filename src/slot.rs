@@ -88,18 +88,32 @@ pub(crate) fn high_water() -> usize {
 
 /// Releases the thread's slot when the thread exits.
 struct SlotGuard {
-    slot: Option<u32>,
+    slot: Cell<Option<u32>>,
+}
+
+impl SlotGuard {
+    fn release(&self) {
+        // Anything this thread records from now on (in other thread-locals' destructors) goes to
+        // the fallback cells.
+        let _ = CURRENT.try_with(|c| c.set(NO_SLOT));
+        if let Some(slot) = self.slot.take() {
+            table().release(slot);
+        }
+    }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        // Anything this thread records from now on (in other thread-locals' destructors) goes to
-        // the fallback cells.
-        let _ = CURRENT.try_with(|c| c.set(NO_SLOT));
-        if let Some(slot) = self.slot {
-            table().release(slot);
-        }
+        self.release();
     }
+}
+
+/// Releases the calling thread's slot now, as its exit would. Loom models call this at the end
+/// of each modeled thread: loom runs thread-local destructors outside its execution context,
+/// where the slot table (a per-execution static) cannot be reached.
+#[cfg(weir_loom)]
+pub(crate) fn release_current() {
+    let _ = GUARD.try_with(SlotGuard::release);
 }
 
 #[cfg(not(weir_loom))]
@@ -117,7 +131,9 @@ loom::thread_local! {
 fn claim_guard() -> SlotGuard {
     let slot = table().claim();
     let _ = CURRENT.try_with(|c| c.set(slot.unwrap_or(NO_SLOT)));
-    SlotGuard { slot }
+    SlotGuard {
+        slot: Cell::new(slot),
+    }
 }
 
 /// The calling thread's slot, claiming one on first use. Returns a value `>= MAX_SLOTS` when the
@@ -139,7 +155,7 @@ pub(crate) fn current() -> u32 {
 fn claim_current() -> u32 {
     // Initializing GUARD claims the slot and records it in CURRENT. If the thread-locals are
     // already being destroyed, there is no slot to be had: use the fallback from now on.
-    match GUARD.try_with(|g| g.slot) {
+    match GUARD.try_with(|g| g.slot.get()) {
         Ok(Some(slot)) => slot,
         Ok(None) | Err(_) => {
             let _ = CURRENT.try_with(|c| c.set(NO_SLOT));

@@ -46,7 +46,7 @@ const PAGE_MASK: usize = PAGE_LEN - 1;
 #[cfg(not(weir_loom))]
 const CHUNK_LEN: usize = 32;
 #[cfg(weir_loom)]
-const CHUNK_LEN: usize = 1;
+const CHUNK_LEN: usize = 2;
 const CHUNKS: usize = MAX_SLOTS.div_ceil(CHUNK_LEN);
 
 /// Default lowest discernible value: 1 (nanosecond).
@@ -499,6 +499,10 @@ impl Histogram {
         let mut acc = snapshot::Accumulator::new(PAGE_LEN);
         inner.for_each_shard(|s| s.read_into(&mut acc));
         acc.finish(inner.layout, inner.id, seq)
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        self.inner.layout
     }
 
     /// The lowest discernible value.

@@ -293,7 +293,7 @@ impl HistogramSnapshot {
         let mut base = baseline.counts.iter().peekable();
         for &(i, c) in &self.counts {
             let mut prev = 0;
-            while let Some(&&(bi, bc)) = base.peek() {
+            if let Some(&&(bi, bc)) = base.peek() {
                 if bi < i {
                     // The baseline has a bucket this snapshot lacks: it can only have shrunk.
                     return Err(DeltaError::Decreased);
@@ -302,7 +302,6 @@ impl HistogramSnapshot {
                     prev = bc;
                     base.next();
                 }
-                break;
             }
             let d = c.checked_sub(prev).ok_or(DeltaError::Decreased)?;
             if d != 0 {

@@ -1,0 +1,504 @@
+//! Contention scaling report: weir's counter and histogram against baselines, as CSV.
+//!
+//! ```text
+//! cargo run --release --example contention -- --threads 1,2,4,8,16 --millis 300 [--filter S]
+//! ```
+//!
+//! For every thread count and every case whose name contains the filter, it spawns that many
+//! threads, releases them together through a `Barrier`, lets each loop on the operation in
+//! batches of 1024 until a stop flag is raised after `--millis`, and prints one CSV row:
+//! `case,threads,ops_per_sec,ns_per_op_per_thread`, where `ops_per_sec` is all threads' ops
+//! divided by the elapsed wall time and `ns_per_op_per_thread = elapsed_ns * threads / ops`.
+//!
+//! Cases are run thread count by thread count (all cases at 1 thread, then all at 2, ...), so
+//! that the cases a ratio compares are measured close together in time.
+//!
+//! Cases:
+//! - `weir/counter`: `weir::Counter::inc`; the total is checked against the ops counted (exit 1
+//!   if it differs: exactness is the point).
+//! - `base/atomic_shared`: one `AtomicU64::fetch_add` shared by all threads.
+//! - `base/striped_padded`: one `CachePadded<AtomicU64>` per thread, `fetch_add`.
+//! - `weir/histogram`: `weir::Histogram::record`, with a reader thread taking `snapshot()` every
+//!   10 ms during the run.
+//! - `base/hdr_recorder`: hdrhistogram's `SyncHistogram`, one `Recorder` per thread, a reader
+//!   thread calling `refresh` every 10 ms during the run.
+//! - `base/hdr_mutex`: one `Mutex<hdrhistogram::Histogram<u64>>`.
+//!
+//! Histogram values come from a per-thread xorshift generator, uniform in `1..=1_000_000`; every
+//! histogram has weir's default layout (1 ns to 1 h, 3 significant digits). The histogram
+//! readers' snapshot counts and times are reported on stderr, so stdout is pure CSV.
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Barrier, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use hdrhistogram::sync::SyncHistogram;
+
+/// Operations between two checks of the stop flag.
+const BATCH: u64 = 1024;
+/// How often the histogram cases' reader thread takes a snapshot.
+const READ_EVERY: Duration = Duration::from_millis(10);
+/// Histogram layout, the same for weir and hdrhistogram (weir's defaults).
+const LOWEST: u64 = 1;
+const HIGHEST: u64 = 3_600 * 1_000_000_000;
+const DIGITS: u8 = 3;
+
+const CASES: [&str; 6] = [
+    "weir/counter",
+    "base/atomic_shared",
+    "base/striped_padded",
+    "weir/histogram",
+    "base/hdr_recorder",
+    "base/hdr_mutex",
+];
+
+const USAGE: &str = "\
+usage: contention [--threads LIST] [--millis N] [--filter S]
+
+  --threads LIST   comma-separated thread counts, each >= 1 (default 1,2,4,8,16)
+  --millis N       measured run time of each case at each thread count, >= 1 (default 300)
+  --filter S       run only the cases whose name contains S (default: all)
+  -h, --help       print this help
+
+cases: weir/counter, base/atomic_shared, base/striped_padded,
+       weir/histogram, base/hdr_recorder, base/hdr_mutex
+output (stdout): CSV case,threads,ops_per_sec,ns_per_op_per_thread";
+
+// === arguments ===
+
+#[derive(Debug)]
+struct Args {
+    threads: Vec<usize>,
+    millis: u64,
+    filter: Option<String>,
+}
+
+#[derive(Debug)]
+enum ArgError {
+    /// `--help` was asked for.
+    Help,
+    /// Not an option this program knows.
+    Unknown(String),
+    /// An option given without its value.
+    MissingValue(&'static str),
+    /// An option's value could not be used.
+    Invalid {
+        option: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ArgError> {
+    let mut parsed = Args {
+        threads: vec![1, 2, 4, 8, 16],
+        millis: 300,
+        filter: None,
+    };
+    while let Some(arg) = args.next() {
+        // Accept both `--opt value` and `--opt=value`.
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let option: &'static str = match name.as_str() {
+            "-h" | "--help" => return Err(ArgError::Help),
+            "--threads" => "--threads",
+            "--millis" => "--millis",
+            "--filter" => "--filter",
+            _ => return Err(ArgError::Unknown(arg)),
+        };
+        let value = match inline.or_else(|| args.next()) {
+            Some(v) => v,
+            None => return Err(ArgError::MissingValue(option)),
+        };
+        let invalid = |why| ArgError::Invalid {
+            option,
+            value: value.clone(),
+            why,
+        };
+        match option {
+            "--threads" => {
+                let mut list = Vec::new();
+                for part in value.split(',') {
+                    match part.trim().parse::<usize>() {
+                        Ok(n) if n >= 1 => list.push(n),
+                        Ok(_) => return Err(invalid("thread counts must be at least 1")),
+                        Err(_) => {
+                            return Err(invalid(
+                                "expected comma-separated positive integers, e.g. 1,2,4",
+                            ));
+                        }
+                    }
+                }
+                parsed.threads = list;
+            }
+            "--millis" => match value.trim().parse::<u64>() {
+                Ok(n) if n >= 1 => parsed.millis = n,
+                _ => {
+                    return Err(invalid(
+                        "expected a positive integer number of milliseconds",
+                    ));
+                }
+            },
+            _ => parsed.filter = Some(value),
+        }
+    }
+    Ok(parsed)
+}
+
+// === measurement ===
+
+/// What one case at one thread count measured.
+struct Run {
+    ops: u64,
+    elapsed: Duration,
+}
+
+/// Shared between the driver and the worker threads of one run.
+struct Ctx {
+    start: Barrier,
+    stop: AtomicBool,
+}
+
+impl Ctx {
+    fn new(threads: usize) -> Ctx {
+        Ctx {
+            // The workers plus the driver, which takes the start time when all are ready.
+            start: Barrier::new(threads + 1),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// A worker's measured loop: waits for the start, runs `op` in batches until stopped.
+    /// Returns its op count and the instant it stopped.
+    fn work(&self, mut op: impl FnMut()) -> (u64, Instant) {
+        self.start.wait();
+        let mut ops = 0;
+        // Relaxed: the flag publishes no data; seeing it a little late only lengthens the run,
+        // and the elapsed time is taken when each worker actually stops.
+        while !self.stop.load(Ordering::Relaxed) {
+            for _ in 0..BATCH {
+                op();
+            }
+            ops += BATCH;
+        }
+        (ops, Instant::now())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `worker(thread_index, ctx)` on `threads` threads (and `reader(ctx)` on one more, if
+/// given) for `millis`, then returns the total ops and the time from the start to the last
+/// worker's stop.
+fn measure<W, R>(threads: usize, millis: u64, worker: W, reader: Option<R>) -> Run
+where
+    W: Fn(usize, &Ctx) -> (u64, Instant) + Sync,
+    R: FnOnce(&Ctx) + Send,
+{
+    let ctx = Ctx::new(threads);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (ctx, worker) = (&ctx, &worker);
+                s.spawn(move || worker(i, ctx))
+            })
+            .collect();
+        ctx.start.wait();
+        let start = Instant::now();
+        let reader = reader.map(|r| {
+            let ctx = &ctx;
+            s.spawn(move || r(ctx))
+        });
+        thread::sleep(Duration::from_millis(millis));
+        ctx.stop.store(true, Ordering::Relaxed);
+        let mut ops = 0;
+        let mut end = start;
+        for h in handles {
+            let (n, stopped_at) = h.join().expect("worker thread panicked");
+            ops += n;
+            end = end.max(stopped_at);
+        }
+        if let Some(r) = reader {
+            r.join().expect("reader thread panicked");
+        }
+        Run {
+            ops,
+            elapsed: end - start,
+        }
+    })
+}
+
+/// A small, fast per-thread generator (xorshift64).
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(thread: usize) -> XorShift {
+        // Distinct, non-zero seeds per thread.
+        XorShift(0x9E37_79B9_7F4A_7C15_u64.wrapping_mul(thread as u64 + 1) | 1)
+    }
+
+    /// Uniform in `1..=1_000_000` (multiply-shift of the low 32 bits, no division).
+    #[inline(always)]
+    fn value(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        ((u64::from(x as u32) * 1_000_000) >> 32) + 1
+    }
+}
+
+fn hdr() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(LOWEST, HIGHEST, DIGITS)
+        .expect("weir's default layout is a valid hdrhistogram layout")
+}
+
+/// Snapshot statistics of a reader thread, for stderr.
+#[derive(Default)]
+struct ReadStats {
+    reads: u32,
+    total: Duration,
+    max: Duration,
+}
+
+impl ReadStats {
+    fn add(&mut self, d: Duration) {
+        self.reads += 1;
+        self.total += d;
+        self.max = self.max.max(d);
+    }
+
+    fn report(&self, case: &str, threads: usize) {
+        let mean = if self.reads == 0 {
+            Duration::ZERO
+        } else {
+            self.total / self.reads
+        };
+        eprintln!(
+            "# {case},{threads}: reader took {} snapshots, mean {:.1} us, max {:.1} us",
+            self.reads,
+            mean.as_secs_f64() * 1e6,
+            self.max.as_secs_f64() * 1e6
+        );
+    }
+}
+
+/// Exactness checks that failed (the run goes on; the exit status reports them).
+#[derive(Default)]
+struct Failures(u32);
+
+impl Failures {
+    fn check(&mut self, case: &str, threads: usize, what: &str, got: u64, want: u64) {
+        if got != want {
+            eprintln!("error: {case} at {threads} threads: {what} is {got}, expected {want}");
+            self.0 += 1;
+        }
+    }
+}
+
+fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) -> Run {
+    let no_reader: Option<fn(&Ctx)> = None;
+    match case {
+        "weir/counter" => {
+            let counter = weir::Counter::new();
+            let run = measure(
+                threads,
+                millis,
+                |_, ctx| ctx.work(|| black_box(&counter).inc()),
+                no_reader,
+            );
+            failures.check(case, threads, "Counter::get()", counter.get(), run.ops);
+            run
+        }
+        "base/atomic_shared" => {
+            let shared = AtomicU64::new(0);
+            let run = measure(
+                threads,
+                millis,
+                |_, ctx| {
+                    ctx.work(|| {
+                        black_box(&shared).fetch_add(1, Ordering::Relaxed);
+                    })
+                },
+                no_reader,
+            );
+            failures.check(case, threads, "total", shared.into_inner(), run.ops);
+            run
+        }
+        "base/striped_padded" => {
+            let stripes: Vec<CachePadded<AtomicU64>> = (0..threads)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect();
+            let run = measure(
+                threads,
+                millis,
+                |i, ctx| {
+                    let mine = &stripes[i];
+                    ctx.work(|| {
+                        black_box(mine).fetch_add(1, Ordering::Relaxed);
+                    })
+                },
+                no_reader,
+            );
+            let total = stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+            failures.check(case, threads, "sum of stripes", total, run.ops);
+            run
+        }
+        "weir/histogram" => {
+            let histogram = weir::Histogram::new();
+            let mut stats = ReadStats::default();
+            let run = measure(
+                threads,
+                millis,
+                |i, ctx| {
+                    let mut rng = XorShift::new(i);
+                    ctx.work(|| black_box(&histogram).record(black_box(rng.value())))
+                },
+                Some(|ctx: &Ctx| {
+                    while !ctx.stopped() {
+                        thread::sleep(READ_EVERY);
+                        let t = Instant::now();
+                        black_box(histogram.snapshot());
+                        stats.add(t.elapsed());
+                    }
+                }),
+            );
+            stats.report(case, threads);
+            failures.check(
+                case,
+                threads,
+                "snapshot().count()",
+                histogram.snapshot().count(),
+                run.ops,
+            );
+            run
+        }
+        "base/hdr_recorder" => {
+            let mut sync: SyncHistogram<u64> = hdr().into_sync();
+            let recorders: Vec<Mutex<Option<_>>> = (0..threads)
+                .map(|_| Mutex::new(Some(sync.recorder())))
+                .collect();
+            let mut stats = ReadStats::default();
+            let run = {
+                let sync = &mut sync;
+                measure(
+                    threads,
+                    millis,
+                    |i, ctx| {
+                        // Each worker takes its own recorder; it is dropped (and its last
+                        // samples sent) when the worker returns.
+                        let mut rec = recorders[i]
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .take()
+                            .expect("one recorder per worker");
+                        let mut rng = XorShift::new(i);
+                        ctx.work(|| black_box(&mut rec).saturating_record(black_box(rng.value())))
+                    },
+                    Some(|ctx: &Ctx| {
+                        while !ctx.stopped() {
+                            thread::sleep(READ_EVERY);
+                            let t = Instant::now();
+                            // With a timeout: a worker that has stopped recording no longer
+                            // answers a phase shift, and must not hang the reader.
+                            sync.refresh_timeout(Duration::from_millis(100));
+                            black_box(sync.len());
+                            stats.add(t.elapsed());
+                        }
+                    }),
+                )
+            };
+            stats.report(case, threads);
+            // Every recorder has been dropped: this collects all their samples.
+            sync.refresh();
+            failures.check(case, threads, "merged len()", sync.len(), run.ops);
+            run
+        }
+        "base/hdr_mutex" => {
+            let shared = Mutex::new(hdr());
+            let run = measure(
+                threads,
+                millis,
+                |i, ctx| {
+                    let mut rng = XorShift::new(i);
+                    ctx.work(|| {
+                        let v = black_box(rng.value());
+                        black_box(&shared)
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .saturating_record(v);
+                    })
+                },
+                no_reader,
+            );
+            let total = shared
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
+            failures.check(case, threads, "len()", total, run.ops);
+            run
+        }
+        other => unreachable!("unknown case {other}"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(ArgError::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            match e {
+                ArgError::Unknown(a) => eprintln!("error: unknown argument '{a}'"),
+                ArgError::MissingValue(o) => eprintln!("error: {o} needs a value"),
+                ArgError::Invalid { option, value, why } => {
+                    eprintln!("error: bad value '{value}' for {option}: {why}")
+                }
+                ArgError::Help => {}
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let cases: Vec<&str> = CASES
+        .iter()
+        .copied()
+        .filter(|c| args.filter.as_deref().is_none_or(|f| c.contains(f)))
+        .collect();
+    if cases.is_empty() {
+        eprintln!(
+            "error: no case matches filter '{}'",
+            args.filter.as_deref().unwrap_or("")
+        );
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+
+    let mut failures = Failures::default();
+    println!("case,threads,ops_per_sec,ns_per_op_per_thread");
+    for &threads in &args.threads {
+        for case in &cases {
+            let run = run_case(case, threads, args.millis, &mut failures);
+            let secs = run.elapsed.as_secs_f64();
+            let ops_per_sec = run.ops as f64 / secs;
+            let ns_per_op = secs * 1e9 * threads as f64 / run.ops as f64;
+            println!("{case},{threads},{ops_per_sec:.0},{ns_per_op:.3}");
+        }
+    }
+    if failures.0 > 0 {
+        eprintln!("error: {} exactness check(s) failed", failures.0);
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

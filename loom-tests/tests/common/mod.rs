@@ -1,0 +1,31 @@
+//! Shared helpers for the loom models.
+#![allow(dead_code)]
+#![cfg(weir_loom)]
+
+/// Runs `f` under loom's model checker, printing the model's name first so a failure says which
+/// model broke. The main thread's slot is released at the end, as thread exit would.
+pub fn model<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    eprintln!("loom model: {name}");
+    loom::model(move || {
+        f();
+        weir::__loom::release_slot();
+    });
+}
+
+/// Spawns a modeled thread that releases its slot when `f` returns, as a real thread's exit does
+/// (loom runs thread-local destructors outside its execution, where the slot table is
+/// unreachable, so the models release explicitly).
+pub fn spawn<F, T>(f: F) -> loom::thread::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    loom::thread::spawn(move || {
+        let out = f();
+        weir::__loom::release_slot();
+        out
+    })
+}
