@@ -28,7 +28,7 @@ const MAX_OPS: usize = 40;
 const MAX_STORED: usize = 8;
 /// Layouts with more counts than this are skipped once their validity has been checked: the
 /// model's linear scans would make each run slow.
-const MAX_COUNTS: usize = 1 << 19;
+const MAX_COUNTS: usize = 1 << 18;
 const QUANTILES: [f64; 7] = [0.0, 1e-9, 0.25, 0.5, 0.9, 0.999, 1.0];
 
 /// A `u64` from the input, biased towards powers of two and their neighbours (where layout and
