@@ -102,10 +102,10 @@ struct Metrics {
 ///     .refresh(Duration::ZERO)
 ///     .seed(7)
 ///     .build()?;
-/// // The backend accepts 10 of 100 requests...
+/// // The backend accepts 10 of 100 requests (some of which the throttle already rejected:
+/// // they count as requests too)...
 /// for i in 0..100 {
-///     let d = throttle.check(Priority::Normal);
-///     assert!(d.admits());
+///     let _ = throttle.check(Priority::Normal);
 ///     if i % 10 == 0 {
 ///         throttle.record_accepted();
 ///     }
