@@ -523,30 +523,28 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn algorithm(which: u8) -> Box<dyn FnOnce(&ManualClock, Mode) -> Limiter> {
-    Box::new(move |clock: &ManualClock, mode: Mode| {
-        let b = match which {
-            0 => Limiter::builder(
-                Aimd::builder()
-                    .initial(4)
-                    .min(1)
-                    .max(16)
-                    .timeout(100 * MS)
-                    .build()
-                    .unwrap(),
-            ),
-            1 => Limiter::builder(Vegas::builder().initial(4).max(16).seed(1).build().unwrap()),
-            _ => Limiter::builder(
-                Gradient2::builder()
-                    .initial(4)
-                    .min(2)
-                    .max(16)
-                    .build()
-                    .unwrap(),
-            ),
-        };
-        b.clock(shared(clock)).mode(mode).build().unwrap()
-    })
+fn limiter_for(which: u8, clock: &ManualClock, mode: Mode) -> Limiter {
+    let b = match which {
+        0 => Limiter::builder(
+            Aimd::builder()
+                .initial(4)
+                .min(1)
+                .max(16)
+                .timeout(100 * MS)
+                .build()
+                .unwrap(),
+        ),
+        1 => Limiter::builder(Vegas::builder().initial(4).max(16).seed(1).build().unwrap()),
+        _ => Limiter::builder(
+            Gradient2::builder()
+                .initial(4)
+                .min(2)
+                .max(16)
+                .build()
+                .unwrap(),
+        ),
+    };
+    b.clock(shared(clock)).mode(mode).build().unwrap()
 }
 
 proptest! {
@@ -560,7 +558,7 @@ proptest! {
     ) {
         let clock = ManualClock::new();
         let mode = if shadow { Mode::Shadow } else { Mode::Enforce };
-        let limiter = algorithm(which)(&clock, mode);
+        let limiter = limiter_for(which, &clock, mode);
         let bounds = limiter.inspect(|a| a.bounds());
         let mut held: Vec<Permit> = vec![];
         for op in ops {

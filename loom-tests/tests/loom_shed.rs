@@ -71,7 +71,10 @@ fn limit_change_races_acquire() {
                     Some(p)
                 }
                 Err(r) => {
-                    assert_eq!((r.reason, r.limit, r.in_flight), (RejectReason::AtLimit, 1, 1));
+                    assert_eq!(
+                        (r.reason, r.limit, r.in_flight),
+                        (RejectReason::AtLimit, 1, 1)
+                    );
                     None
                 }
             })

@@ -38,7 +38,7 @@
 //! # Orderings
 //! - The published view is an `ArcSwap` (release store, acquire load): a decision sees one
 //!   refresh's numbers together. Racing refreshes keep the newer view.
-//! - The refresh claim is [`Due`](super::Due) (`Relaxed`: elects a refresher only).
+//! - The refresh claim is `Due` (`Relaxed`: elects a refresher only).
 //! - The adaptive rate is `f64` bits in an `AtomicU64`, updated by a `Relaxed` compare-and-swap
 //!   loop (`fetch_update`): atomicity alone makes every update count; the rate publishes no
 //!   other memory.

@@ -45,7 +45,7 @@
 //! # Orderings
 //! The atomics of each part are described in its own module: the limiter's state word in
 //! `limiter.rs`, the throttle's and the shedder's published views and refresh claims in
-//! `throttle.rs` and `lift.rs`. The refresh claim shared by both ([`Due`]) uses `Relaxed`
+//! `throttle.rs` and `lift.rs`. The refresh claim shared by both (`Due`) uses `Relaxed`
 //! compare-exchanges: it only elects which caller recomputes a view; the view itself is
 //! published through `arc-swap` (release/acquire).
 #![forbid(unsafe_code)]

@@ -22,7 +22,7 @@
 //!
 //! # Orderings
 //! The published view is an `ArcSwap` (release on store, acquire on load), so a decision sees a
-//! probability together with the counts it came from. The refresh claim is [`Due`](super::Due)
+//! probability together with the counts it came from. The refresh claim is `Due`
 //! (`Relaxed`: it only elects a refresher). The random draws come from [`Rng`] (`Relaxed`).
 #![forbid(unsafe_code)]
 
