@@ -1015,6 +1015,7 @@ impl Inner {
         });
         if let Some(m) = &self.metrics {
             let rate = match self.strategy {
+                // Relaxed: a reading of the rate alone (module docs).
                 Strategy::Adaptive => f64::from_bits(self.adaptive_rate.load(Ordering::Relaxed)),
                 Strategy::Circuit => self.circuit_rate(&fresh),
                 _ => base_rate,

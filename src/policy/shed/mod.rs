@@ -209,6 +209,7 @@ impl Due {
         if now < next {
             return false;
         }
+        // Relaxed on success and failure: whoever wins refreshes; losers use the published view.
         self.next
             .compare_exchange(
                 next,
