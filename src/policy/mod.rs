@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod rng;
+pub mod shed;
 
 pub use rng::Rng;
 

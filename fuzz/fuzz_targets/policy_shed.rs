@@ -1,0 +1,347 @@
+//! Fuzzes `weir::policy::shed`: arbitrary parameters (builders must refuse bad ones, never
+//! panic) and arbitrary sequences of acquires, releases with outcomes and RTTs, clock
+//! advances, limit changes, signal changes, shedder admissions and throttle checks, checking
+//! the invariants after every step:
+//! - an enforced permit's in-flight count is at most its limit; the limiter's word counts
+//!   exactly the enforced permits held, its shadow counter exactly the shadow ones; the limit is
+//!   at least 1 and within the algorithm's bounds;
+//! - a rejection only happens in enforce mode, with in-flight >= limit;
+//! - throttle probabilities are in [0, 1] and verdicts agree with draw < probability;
+//! - shedder rates are in [0, 1], the base and adaptive rates in [min_rate, max_rate], the
+//!   active count matches the tickets held, and verdicts agree with draw < rate.
+#![no_main]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use weir::policy::Mode;
+use weir::policy::shed::{
+    AdaptiveThrottle, Aimd, FixedLimit, Gradient2, LatencyStatistic, Limiter, LimiterBuilder,
+    LoadShedder, ManualSignals, Outcome, Permit, Priority, ShedderView, Strategy, Ticket,
+    TicketOutcome, Vegas, Verdict,
+};
+use weir::{ManualClock, SharedClock};
+
+#[derive(Arbitrary, Debug)]
+enum Algo {
+    Fixed(u32),
+    Aimd {
+        initial: u16,
+        min: u16,
+        max: u16,
+        backoff: f64,
+        timeout_ms: u32,
+    },
+    Vegas {
+        initial: u16,
+        min: u16,
+        max: u16,
+        smoothing: f64,
+        probe: u32,
+        seed: u64,
+    },
+    Gradient2 {
+        initial: u16,
+        min: u16,
+        max: u16,
+        smoothing: f64,
+        queue: u32,
+        window: u32,
+        tolerance: f64,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Shed {
+    strategy: u8,
+    min_rate: f64,
+    max_rate: f64,
+    adaptation: f64,
+    cpu_threshold: f64,
+    quantile: Option<f64>,
+    target_ms: u32,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    algo: Algo,
+    shed: Shed,
+    k: f64,
+    shadow: bool,
+    seed: u64,
+    ops: Vec<Op>,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Acquire,
+    Release {
+        index: u16,
+        outcome: u8,
+        rtt_ms: Option<u32>,
+    },
+    Advance {
+        ms: u32,
+    },
+    SetLimit(u32),
+    SetCpu(Option<f64>),
+    SetMemory(Option<f64>),
+    Admit {
+        priority: u8,
+    },
+    Finish {
+        index: u16,
+        outcome: u8,
+        latency_ms: Option<u32>,
+    },
+    Refresh,
+    Throttle {
+        priority: u8,
+    },
+    Accept,
+}
+
+/// A limiter builder around the fuzzed algorithm, or `None` if its builder refused the
+/// parameters (which must never panic).
+fn build_algo(a: &Algo) -> Option<LimiterBuilder> {
+    match *a {
+        Algo::Fixed(n) => Some(Limiter::builder(FixedLimit::new(n))),
+        Algo::Aimd {
+            initial,
+            min,
+            max,
+            backoff,
+            timeout_ms,
+        } => Aimd::builder()
+            .initial(initial.into())
+            .min(min.into())
+            .max(max.into())
+            .backoff_ratio(backoff)
+            .timeout(Duration::from_millis(timeout_ms.into()))
+            .build()
+            .ok()
+            .map(Limiter::builder),
+        Algo::Vegas {
+            initial,
+            min,
+            max,
+            smoothing,
+            probe,
+            seed,
+        } => Vegas::builder()
+            .initial(initial.into())
+            .min(min.into())
+            .max(max.into())
+            .smoothing(smoothing)
+            .probe_multiplier(probe)
+            .seed(seed)
+            .build()
+            .ok()
+            .map(Limiter::builder),
+        Algo::Gradient2 {
+            initial,
+            min,
+            max,
+            smoothing,
+            queue,
+            window,
+            tolerance,
+        } => Gradient2::builder()
+            .initial(initial.into())
+            .min(min.into())
+            .max(max.into())
+            .smoothing(smoothing)
+            .queue_size(queue)
+            .long_window(window)
+            .rtt_tolerance(tolerance)
+            .build()
+            .ok()
+            .map(Limiter::builder),
+    }
+}
+
+fn priority(p: u8) -> Priority {
+    Priority::ALL[usize::from(p) % 5]
+}
+
+fuzz_target!(|input: Input| {
+    let clock = ManualClock::new();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let mode = if input.shadow {
+        Mode::Shadow
+    } else {
+        Mode::Enforce
+    };
+
+    let Some(builder) = build_algo(&input.algo) else {
+        return;
+    };
+    let limiter = builder
+        .clock(shared.clone())
+        .mode(mode)
+        .build()
+        .expect("without a registry, building cannot fail");
+    let bounds = limiter.inspect(|a| a.bounds());
+
+    let strategy = match input.shed.strategy % 5 {
+        0 => Strategy::Random,
+        1 => Strategy::Priority,
+        2 => Strategy::Adaptive,
+        3 => Strategy::Circuit,
+        _ => Strategy::custom(|p: Priority, v: &ShedderView| {
+            v.base_rate * f64::from(p.value()) - 0.5
+        }),
+    };
+    let signals = ManualSignals::new();
+    let mut shed_builder = LoadShedder::builder()
+        .strategy(strategy)
+        .min_rate(input.shed.min_rate)
+        .max_rate(input.shed.max_rate)
+        .adaptation_rate(input.shed.adaptation)
+        .cpu_threshold(input.shed.cpu_threshold)
+        .target_latency(Duration::from_millis(input.shed.target_ms.into()))
+        .refresh_interval(Duration::from_millis(100))
+        .signals(signals.clone())
+        .clock(shared.clone())
+        .mode(mode)
+        .seed(input.seed);
+    if let Some(q) = input.shed.quantile {
+        shed_builder = shed_builder.latency_statistic(LatencyStatistic::Quantile(q));
+    }
+    let Ok(shedder) = shed_builder.build() else {
+        return;
+    };
+    let (min_rate, max_rate) = (input.shed.min_rate, input.shed.max_rate);
+    let Ok(throttle) = AdaptiveThrottle::builder()
+        .k(input.k)
+        .window(Duration::from_secs(10))
+        .refresh(Duration::ZERO)
+        .clock(shared.clone())
+        .mode(mode)
+        .seed(input.seed)
+        .build()
+    else {
+        return;
+    };
+
+    let mut permits: Vec<Permit> = vec![];
+    let mut tickets: Vec<Ticket> = vec![];
+    for op in input.ops.into_iter().take(500) {
+        match op {
+            Op::Acquire => match limiter.try_acquire() {
+                Ok(p) => {
+                    if p.shadow_rejection().is_none() {
+                        assert!(p.in_flight() <= p.limit(), "{p:?}");
+                    } else {
+                        assert_eq!(mode, Mode::Shadow);
+                    }
+                    permits.push(p);
+                }
+                Err(r) => {
+                    assert!(mode.enforces());
+                    assert!(r.in_flight >= r.limit, "{r:?}");
+                }
+            },
+            Op::Release {
+                index,
+                outcome,
+                rtt_ms,
+            } => {
+                if !permits.is_empty() {
+                    let p = permits.swap_remove(usize::from(index) % permits.len());
+                    let outcome = [Outcome::Success, Outcome::Dropped, Outcome::Ignored]
+                        [usize::from(outcome) % 3];
+                    match rtt_ms {
+                        Some(ms) => p.release_with_rtt(outcome, Duration::from_millis(ms.into())),
+                        None => p.release(outcome),
+                    }
+                }
+            }
+            Op::Advance { ms } => {
+                clock.advance(Duration::from_millis(ms.into()));
+            }
+            Op::SetLimit(n) => {
+                let applied = limiter.set_limit(n);
+                assert!(applied >= 1 && bounds.contains(&applied), "{applied}");
+            }
+            Op::SetCpu(v) => signals.set_cpu(v),
+            Op::SetMemory(v) => signals.set_memory(v),
+            Op::Admit { priority: p } => {
+                let d = match shedder.try_admit(priority(p)) {
+                    Ok(t) => {
+                        let d = *t.decision();
+                        tickets.push(t);
+                        d
+                    }
+                    Err(d) => {
+                        assert_eq!(d.verdict, Verdict::Reject);
+                        d
+                    }
+                };
+                assert!((0.0..=1.0).contains(&d.rate), "{d:?}");
+                assert_eq!(d.verdict.would_reject(), d.draw.is_some_and(|x| x < d.rate));
+                assert!(mode.enforces() || d.verdict != Verdict::Reject);
+                assert!(d.view.base_rate >= min_rate && d.view.base_rate <= max_rate);
+            }
+            Op::Finish {
+                index,
+                outcome,
+                latency_ms,
+            } => {
+                if !tickets.is_empty() {
+                    let t = tickets.swap_remove(usize::from(index) % tickets.len());
+                    let outcome = [
+                        TicketOutcome::Success,
+                        TicketOutcome::Error,
+                        TicketOutcome::Abandoned,
+                    ][usize::from(outcome) % 3];
+                    match latency_ms {
+                        Some(ms) => {
+                            t.finish_with_latency(outcome, Duration::from_millis(ms.into()))
+                        }
+                        None => t.finish(outcome),
+                    }
+                }
+            }
+            Op::Refresh => {
+                let v = shedder.refresh();
+                assert!(v.base_rate >= min_rate && v.base_rate <= max_rate);
+                assert!((0.0..=1.0).contains(&v.error_rate));
+                assert!(v.overloaded_signals <= 4);
+                assert!(v.errors <= v.completed);
+            }
+            Op::Throttle { priority: p } => {
+                let d = throttle.check(priority(p));
+                assert!((0.0..=1.0).contains(&d.probability), "{d:?}");
+                assert!((0.0..=1.0).contains(&d.class_probability), "{d:?}");
+                assert_eq!(
+                    d.verdict.would_reject(),
+                    d.draw.is_some_and(|x| x < d.class_probability)
+                );
+                assert!(mode.enforces() || d.verdict != Verdict::Reject);
+            }
+            Op::Accept => throttle.record_accepted(),
+        }
+        // The limiter's word counts exactly the permits held.
+        let st = limiter.state();
+        let enforced = permits
+            .iter()
+            .filter(|p| p.shadow_rejection().is_none())
+            .count();
+        assert_eq!(st.in_flight as usize, enforced);
+        assert_eq!(st.shadow_in_flight as usize, permits.len() - enforced);
+        assert!(
+            st.limit >= 1 && bounds.contains(&st.limit),
+            "{st:?} outside {bounds:?}"
+        );
+        let a = shedder.adaptive_rate();
+        assert!(a >= min_rate && a <= max_rate, "adaptive rate {a}");
+        assert_eq!(shedder.active(), tickets.len() as i64);
+    }
+    drop(permits);
+    drop(tickets);
+    assert_eq!(limiter.in_flight(), 0);
+    assert_eq!(shedder.active(), 0);
+});
