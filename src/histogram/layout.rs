@@ -37,8 +37,11 @@ impl Layout {
             return Err(HistogramError::HighestTooLow { lowest, highest });
         }
         let largest = 2 * 10_u32.pow(u32::from(digits));
-        // floor(log2(lowest)) and ceil(log2(largest)), in integers.
-        let unit_magnitude = (63 - lowest.leading_zeros()) as u8;
+        // floor(log2(lowest)) computed through f64, exactly as HdrHistogram does: for `lowest`
+        // just below a large power of two the conversion rounds up, and the layouts must agree
+        // bucket for bucket (and `to_hdr` must never meet a layout HdrHistogram refuses).
+        let unit_magnitude = (lowest as f64).log2().floor() as u8;
+        // ceil(log2(largest)), in integers (largest <= 200,000, exact either way).
         let sub_bucket_count_magnitude = (32 - (largest - 1).leading_zeros()) as u8;
         if u32::from(unit_magnitude) + u32::from(sub_bucket_count_magnitude) > 63 {
             return Err(HistogramError::LowestTooHighForDigits { lowest, digits });
@@ -121,14 +124,16 @@ impl Layout {
         sub_bucket << (bucket + self.unit_magnitude)
     }
 
-    /// The highest value equivalent to `value`.
+    /// The highest value equivalent to `value`. The top bucket of a layout that reaches 2^64
+    /// ends at `u64::MAX`.
     pub(crate) fn highest_equivalent(&self, value: u64) -> u64 {
-        if value == u64::MAX {
-            return u64::MAX;
+        match self
+            .lowest_equivalent(value)
+            .checked_add(self.range_width(value))
+        {
+            Some(next) => next - 1,
+            None => u64::MAX,
         }
-        self.lowest_equivalent(value)
-            .saturating_add(self.range_width(value))
-            - 1
     }
 
     /// The midpoint of `value`'s range (HdrHistogram's "median equivalent").

@@ -7,11 +7,12 @@
 //! are derived from the buckets, so a snapshot can never disagree with itself about them.
 //!
 //! # Orderings
-//! - Bucket, saturated and sum cells are updated by their single owner with a `Relaxed` load and
-//!   store, except the sum's store, which is `Release`. A snapshot loads each shard's sum with
-//!   `Acquire` *before* reading its buckets, so every record whose sum it includes is also in the
-//!   buckets it reads: a snapshot's sum never counts a value its buckets miss (it may miss the
-//!   sum of a record in flight, never the other way round).
+//! - Bucket cells are updated by their single owner with a `Relaxed` load and store; the
+//!   saturated count and the sum are stored with `Release` after the bucket. A snapshot loads
+//!   each shard's sum and saturated count with `Acquire` *before* reading its buckets, so every
+//!   record whose sum (or saturation) it includes is also in the buckets it reads: a snapshot's
+//!   sum never counts a value its buckets miss (it may miss the sum of a record in flight, never
+//!   the other way round).
 //! - Page, shard and chunk pointers are published with `Release` and read by snapshots with
 //!   `Acquire`, so a published page is seen zeroed, never uninitialized. Owners read their own
 //!   pointers `Relaxed` (they wrote them or acquired them through the slot claim). Chunks are
@@ -105,7 +106,8 @@ impl Shard {
         );
         if saturated {
             let s = self.saturated.load(Ordering::Relaxed);
-            self.saturated.store(s.wrapping_add(n), Ordering::Relaxed);
+            // Release: a snapshot that sees this count (Acquire) also sees the bucket update.
+            self.saturated.store(s.wrapping_add(n), Ordering::Release);
         }
         let sum = self.sum.load(Ordering::Relaxed);
         // Release: a snapshot that sees this sum (Acquire) also sees the bucket update above.
@@ -141,7 +143,8 @@ impl Shard {
         let cell = unsafe { &(*page).counts[index & PAGE_MASK] };
         cell.fetch_add(n, Ordering::Relaxed);
         if saturated {
-            self.saturated.fetch_add(n, Ordering::Relaxed);
+            // Release: pairs with the snapshot's Acquire load, as in `add_owned`.
+            self.saturated.fetch_add(n, Ordering::Release);
         }
         let add = value.saturating_mul(n);
         // Release: pairs with the snapshot's Acquire load of the sum, as in `add_owned`. The
@@ -157,9 +160,11 @@ impl Shard {
     fn read_into(&self, acc: &mut snapshot::Accumulator) {
         // Acquire, before the buckets: see the module docs.
         acc.sum = acc.sum.saturating_add(self.sum.load(Ordering::Acquire));
+        // Acquire, before the buckets: a saturated record counted here is in the buckets read
+        // below (pairs with the owner's Release store).
         acc.saturated = acc
             .saturated
-            .wrapping_add(self.saturated.load(Ordering::Relaxed));
+            .wrapping_add(self.saturated.load(Ordering::Acquire));
         for (p, dir) in self.pages.iter().enumerate() {
             // Acquire: pairs with the page's Release publication.
             let page = dir.load(Ordering::Acquire);

@@ -178,6 +178,10 @@ impl HistogramSnapshot {
     /// lowest value of the first bucket for `q = 0`). `q` is clamped into `[0, 1]`; NaN is
     /// treated as 0. Returns 0 for an empty snapshot. See
     /// [`try_value_at_quantile`](Self::try_value_at_quantile) to reject bad input instead.
+    ///
+    /// One deliberate difference from HdrHistogram: in a layout whose top bucket ends at 2^64,
+    /// a quantile in that bucket is `u64::MAX` (the bucket's real top, and what `max()` says);
+    /// HdrHistogram's `value_at_quantile` says `u64::MAX - 1` there.
     pub fn value_at_quantile(&self, q: f64) -> u64 {
         let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
         if self.count == 0 {
