@@ -169,10 +169,10 @@ impl BackoffBuilder {
             }
             _ => {}
         }
-        if let Jitter::Proportional(fraction) = b.jitter {
-            if !(fraction.is_finite() && fraction >= 0.0) {
-                return Err(BackoffError::InvalidJitterFraction { fraction });
-            }
+        if let Jitter::Proportional(fraction) = b.jitter
+            && !(fraction.is_finite() && fraction >= 0.0)
+        {
+            return Err(BackoffError::InvalidJitterFraction { fraction });
         }
         if b.max < b.initial {
             return Err(BackoffError::MaxBelowInitial {

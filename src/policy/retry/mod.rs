@@ -645,10 +645,10 @@ impl RetryPolicy {
             }
             RetryDecision::GiveUp { .. } => {
                 request.finished = true;
-                if request.retried {
-                    if let Some(m) = &self.metrics {
-                        m.failed.inc();
-                    }
+                if request.retried
+                    && let Some(m) = &self.metrics
+                {
+                    m.failed.inc();
                 }
             }
         }

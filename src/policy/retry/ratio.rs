@@ -202,7 +202,7 @@ impl RatioBudgetBuilder {
         // At most a day in nanoseconds: fits u64.
         let window_ns = window.as_nanos() as u64;
         let slots = u64::from(self.slots);
-        if window_ns % slots != 0 {
+        if !window_ns.is_multiple_of(slots) {
             return Err(RatioBudgetError::NotAMultiple {
                 window,
                 slots: self.slots,
