@@ -90,21 +90,6 @@ pub trait RetryBudget: Send + Sync + fmt::Debug {
     fn on_success(&self, last_withdrawal: u64);
 }
 
-impl<B: RetryBudget + ?Sized> RetryBudget for std::sync::Arc<B> {
-    fn deposit(&self) {
-        (**self).deposit();
-    }
-    fn try_withdraw(&self, class: FailureClass) -> Withdrawal {
-        (**self).try_withdraw(class)
-    }
-    fn charge_failure(&self, class: FailureClass) {
-        (**self).charge_failure(class);
-    }
-    fn on_success(&self, last_withdrawal: u64) {
-        (**self).on_success(last_withdrawal);
-    }
-}
-
 /// Converts a budget amount to the `i64` of [`Withdrawal`], saturating.
 pub(super) fn sat_i64(x: i128) -> i64 {
     i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX })
