@@ -584,6 +584,7 @@ impl RetryPolicy {
 
     /// Starts a request: deposits into the budget, counts `retry_requests_total`, and notes
     /// the start time. Give its first attempt [`attempt_timeout`](RetryPolicy::attempt_timeout).
+    #[must_use = "report the request's attempts with on_failure / on_success"]
     pub fn begin(&self) -> RetryRequest {
         if let Some(b) = &self.budget {
             b.deposit();
