@@ -109,6 +109,49 @@ fn ratio_straggler_cannot_reopen_expired_slot() {
     });
 }
 
+/// Three threads: two retries in generation 0 (or 1, if they read the clock late) and one that
+/// moves the clock into generation 1 first. Two deposits fund exactly two retries in all.
+#[test]
+fn ratio_three_threads_across_a_slot_boundary() {
+    model("ratio_three_threads_across_a_slot_boundary", || {
+        let clock = ManualClock::new();
+        let b = ratio_budget(&clock);
+        b.deposit();
+        b.deposit();
+        let (b1, b2, c2) = (b.clone(), b.clone(), clock.clone());
+        let t1 = spawn(move || granted(b1.try_withdraw()));
+        let t2 = spawn(move || {
+            c2.advance(MS);
+            granted(b2.try_withdraw())
+        });
+        let here = granted(b.try_withdraw());
+        let total = here + t1.join().unwrap() + t2.join().unwrap();
+        assert!(total <= 2, "overdraw: {total}");
+        assert_eq!(
+            total + granted(b.try_withdraw()) + granted(b.try_withdraw()),
+            2
+        );
+    });
+}
+
+/// A deposit races the clock moving to the next generation and a retry there: the deposit
+/// lands in generation 0 or 1, both in the new window, so exactly one retry is fundable.
+#[test]
+fn ratio_deposit_across_a_slot_boundary() {
+    model("ratio_deposit_across_a_slot_boundary", || {
+        let clock = ManualClock::new();
+        let b = ratio_budget(&clock);
+        let (b1, c1) = (b.clone(), clock.clone());
+        let t = spawn(move || {
+            c1.advance(MS);
+            granted(b1.try_withdraw())
+        });
+        b.deposit();
+        let first = t.join().unwrap();
+        assert_eq!(first + granted(b.try_withdraw()), 1);
+    });
+}
+
 /// The clock jumps a whole window while a retry is in flight: the deposit expires, so a retry
 /// in the new generation is refused whatever the older one did.
 #[test]

@@ -248,7 +248,10 @@ impl Backoff {
                     0 => initial,
                     p => p,
                 };
-                let hi = (prev as f64 * multiplier).max(initial as f64);
+                // Capped at `max` (the result is clamped there anyway), so never infinite.
+                let hi = (prev as f64 * multiplier)
+                    .min(max as f64)
+                    .max(initial as f64);
                 let lo = initial as f64;
                 f64_to_nanos(lo + (hi - lo) * rng.next_f64())
             }
@@ -477,5 +480,16 @@ mod tests {
             .build()
             .unwrap();
         let _ = d.delay(7, Duration::MAX, &r);
+        // A huge multiplier on a huge previous delay stays within [initial, max].
+        let wide = Backoff::builder()
+            .initial(Duration::from_secs(1))
+            .max(Duration::from_secs(10))
+            .strategy(Strategy::DecorrelatedJitter { multiplier: 1e300 })
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            let x = wide.delay(3, Duration::MAX, &r);
+            assert!(x >= Duration::from_secs(1) && x <= Duration::from_secs(10));
+        }
     }
 }

@@ -84,10 +84,15 @@ pub const MIN_SLOT_WIDTH: Duration = Duration::from_millis(1);
 /// The most deposits (or retries) one slot of a [`RatioBudget`] counts.
 pub const MAX_SLOT_COUNT: u64 = COUNT_MASK;
 
+/// Bits 0..29 of a slot word: the count (deposits or retries) of its generation.
 const COUNT_BITS: u32 = 29;
+/// Bits 29..63 of a slot word: the generation it counts, modulo `2^34`.
 const TAG_BITS: u32 = 34;
+/// The count's bits, in place.
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// The tag's bits, shifted down.
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+/// Tag distances at or above this are read as "later than", below as "earlier than".
 const HALF_TAGS: u64 = 1 << (TAG_BITS - 1);
 /// Set on a retry word whose generation has ended: nothing more may be added to it.
 const SEALED: u64 = 1 << 63;
@@ -461,7 +466,7 @@ impl RatioBudget {
                             continue 'scan;
                         }
                         // An expired word where the current generation goes: recycle it.
-                        (Place::Stale, true, _) => pack(g, 0),
+                        (Place::Stale | Place::Ahead, true, _) => pack(g, 0),
                         // A past generation of the window, final: count it.
                         (Place::InWindow, false, true) => {
                             past += count(w);
@@ -472,8 +477,10 @@ impl RatioBudget {
                         // An expired word where a past generation of the window goes: replace
                         // it with that generation, empty and sealed, so no straggler can still
                         // open it.
-                        (Place::Stale, false, _) => pack(g.wrapping_sub(age), 0) | SEALED,
-                        (Place::Ahead, _, _) => unreachable!("handled above"),
+                        // (`Ahead` was resolved above: moved forward, or found wrapped.)
+                        (Place::Stale | Place::Ahead, false, _) => {
+                            pack(g.wrapping_sub(age), 0) | SEALED
+                        }
                     };
                     // AcqRel / Acquire: as in `deposit`.
                     match cell.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
