@@ -15,7 +15,9 @@
 //!   `load_shedding_requests_total{result}`, `circuit_breaker_state`, ...).
 #![forbid(unsafe_code)]
 
+pub mod ratelimit;
 mod rng;
+pub mod timeout;
 
 pub use rng::Rng;
 
