@@ -20,10 +20,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+#[cfg(not(weir_loom))]
+use std::hash::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(not(weir_loom))]
 use arc_swap::ArcSwap;
 
 use super::gcra::{Acquired, GcraCell, TOMBSTONE};
@@ -212,10 +215,54 @@ type Chain = Arc<[Arc<Entry>]>;
 type ShardMap = HashMap<u64, Chain, BuildHasherDefault<IdentityHasher>>;
 
 struct Shard {
-    map: ArcSwap<ShardMap>,
+    map: MapCell,
     /// Held by inserts and evictions of this shard, never by lookups.
     lock: Mutex<()>,
 }
+
+/// A shard's published map: `arc-swap` (lock-free loads, release/acquire publication).
+#[cfg(not(weir_loom))]
+struct MapCell(ArcSwap<ShardMap>);
+
+#[cfg(not(weir_loom))]
+impl MapCell {
+    fn new() -> MapCell {
+        MapCell(ArcSwap::from_pointee(ShardMap::default()))
+    }
+    #[inline]
+    fn load(&self) -> arc_swap::Guard<Arc<ShardMap>> {
+        self.0.load()
+    }
+    fn store(&self, map: Arc<ShardMap>) {
+        self.0.store(map);
+    }
+}
+
+/// Under loom: loom cannot see `arc-swap`'s atomics, so a map published through it would carry
+/// no happens-before edge in the model (and a fresh entry's atomic would look unsynchronized).
+/// A loom mutex around the `Arc` models the same release-on-store, acquire-on-load publication.
+#[cfg(weir_loom)]
+struct MapCell(Mutex<Arc<ShardMap>>);
+
+#[cfg(weir_loom)]
+impl MapCell {
+    fn new() -> MapCell {
+        MapCell(Mutex::new(Arc::new(ShardMap::default())))
+    }
+    fn load(&self) -> Arc<ShardMap> {
+        lock(&self.0).clone()
+    }
+    fn store(&self, map: Arc<ShardMap>) {
+        *lock(&self.0) = map;
+    }
+}
+
+/// Hashes keys. `RandomState` against hash flooding; under loom a fixed hasher, because a model
+/// must run the same way in every execution (the hash picks the shard).
+#[cfg(not(weir_loom))]
+type KeyHasher = RandomState;
+#[cfg(weir_loom)]
+type KeyHasher = BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
 fn find<'m>(map: &'m ShardMap, hash: u64, identity: Identity, id: &str) -> Option<&'m Arc<Entry>> {
     map.get(&hash)?
@@ -310,7 +357,7 @@ pub struct KeyedLimiter {
     tenants: HashMap<Box<str>, Quota>,
     users: HashMap<Box<str>, Quota>,
     shards: Box<[Shard]>,
-    hasher: RandomState,
+    hasher: KeyHasher,
     len: AtomicUsize,
     max_keys: usize,
     idle: u64,
@@ -753,11 +800,11 @@ impl KeyedLimiterBuilder {
             users: self.users,
             shards: (0..SHARDS)
                 .map(|_| Shard {
-                    map: ArcSwap::from_pointee(ShardMap::default()),
+                    map: MapCell::new(),
                     lock: Mutex::new(()),
                 })
                 .collect(),
-            hasher: RandomState::new(),
+            hasher: KeyHasher::default(),
             len: AtomicUsize::new(0),
             max_keys: self.max_keys,
             idle: clock_nanos(self.idle_timeout),
