@@ -109,9 +109,11 @@ impl GcraCell {
         }
     }
 
-    /// Gives back up to `n` cells: `tat = max(tat - n × T, now)`, by CAS. Returns how many whole
-    /// cells came back (fewer than `n` when the clamp at `now` bit, 0 when the limiter was already
-    /// full or the cell is retired).
+    /// Gives back up to `n` cells: `tat = max(tat - n × T, now)`, by CAS. Returns how many cells
+    /// came back, counting one that had partly refilled by itself as given back:
+    /// `ceil((tat - new) / T)`, at most `n`; 0 when the limiter was already full or the cell is
+    /// retired. (With that count, "cells taken minus cells given back" never exceeds
+    /// `burst + now / T`, whatever the interleaving: `net × T <= max(tat, now)` is invariant.)
     pub(crate) fn refund(&self, q: &Quota, now: u64, n: u64) -> u64 {
         let interval = q.interval_nanos();
         let dec = n.saturating_mul(interval);
@@ -127,7 +129,7 @@ impl GcraCell {
                 .tat
                 .compare_exchange_weak(tat, new, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return ((tat - new) / interval).min(n),
+                Ok(_) => return (tat - new).div_ceil(interval).min(n),
                 Err(current) => tat = current,
             }
         }
@@ -233,7 +235,9 @@ impl Gcra {
 
     /// Gives back up to `n` cells taken earlier (lift's skip-successful: refund a request's cost
     /// when it succeeded). The TAT moves back by `n × T` but never below now, so a refund never
-    /// makes the limiter hold more than its burst. Returns the whole cells given back.
+    /// makes the limiter hold more than its burst. Returns the cells given back, counting a
+    /// cell that had already partly refilled as given back (so it may be fewer than `n` when the
+    /// limiter was nearly full, and is 0 when it was full).
     ///
     /// Refund only what was taken: the limiter cannot tell a refund from a gift.
     pub fn refund(&self, n: u64) -> u64 {

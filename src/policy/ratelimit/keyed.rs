@@ -631,8 +631,8 @@ impl KeyedLimiter {
     }
 
     /// Gives back up to `n` cells to `key`'s bucket (lift's skip-successful); see
-    /// [`Gcra::refund`](super::Gcra::refund). Returns the whole cells given back: 0 if the
-    /// bucket is full or was evicted (an evicted bucket was full).
+    /// [`Gcra::refund`](super::Gcra::refund). Returns the cells given back, counted as there:
+    /// 0 if the bucket is full or was evicted (an evicted bucket was full).
     pub fn refund(&self, key: RateKey<'_>, n: u64) -> u64 {
         let (_, identity, id, _) = self.resolve(&key);
         let hash = self.hash(identity, id);
