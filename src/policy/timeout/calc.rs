@@ -338,8 +338,11 @@ impl LoadSource for LoadGauges {
     }
 }
 
-/// lift's load-based calculator: the base timeout × `(1 + 0.5 [cpu > 0.8] + 0.3 [memory > 0.8]
-/// + 0.2 [active > 100] + 0.4 [error rate > 0.1])`, the factor capped at 5.
+/// lift's load-based calculator: the base timeout times a factor, capped at 5:
+///
+/// ```text
+/// factor = 1 + 0.5 [cpu > 0.8] + 0.3 [memory > 0.8] + 0.2 [active > 100] + 0.4 [error rate > 0.1]
+/// ```
 pub struct LoadCalculator {
     base: Duration,
     source: Box<dyn LoadSource>,

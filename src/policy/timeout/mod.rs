@@ -613,8 +613,8 @@ impl TimeoutMetrics {
 
 /// Chooses timeouts by lift's precedence and keeps lift's timeout stats as weir metrics.
 ///
-/// Deciding is lock-free and allocation-free: two hash lookups in immutable maps, the
-/// calculator, and a histogram record.
+/// Deciding takes no lock: two lookups in immutable hash maps, the calculator, and a histogram
+/// record (completing: a counter increment and a histogram record).
 ///
 /// ```
 /// use std::sync::Arc;
