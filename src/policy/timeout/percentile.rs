@@ -103,6 +103,8 @@ impl PercentileCalculator {
         let now = self.now();
         // Relaxed: elects a refresher, publishes nothing (module docs).
         let due = self.next_refresh.load(Ordering::Relaxed);
+        // Relaxed CAS, as the load: whoever wins refreshes; the estimate itself is published
+        // through arc-swap.
         if now >= due
             && self
                 .next_refresh
