@@ -15,9 +15,11 @@
 //!   `load_shedding_requests_total{result}`, `circuit_breaker_state`, ...).
 #![forbid(unsafe_code)]
 
+pub mod ratelimit;
 pub mod retry;
 mod rng;
 pub mod shed;
+pub mod timeout;
 
 pub use rng::Rng;
 
