@@ -28,8 +28,15 @@ enum Op {
     Acquire(u8),
     Refund(u8),
     Window(u8),
-    Keyed { user: u8, tenant: u8, n: u8 },
-    KeyedRefund { user: u8, n: u8 },
+    Keyed {
+        user: u8,
+        tenant: u8,
+        n: u8,
+    },
+    KeyedRefund {
+        user: u8,
+        n: u8,
+    },
     Evict,
 }
 
@@ -49,7 +56,11 @@ struct Input {
 }
 
 fn cells(d: &Decision, n: u64) -> u64 {
-    if let Decision::Allowed { .. } = d { n } else { 0 }
+    if let Decision::Allowed { .. } = d {
+        n
+    } else {
+        0
+    }
 }
 
 fuzz_target!(|input: Input| {
@@ -122,7 +133,10 @@ fuzz_target!(|input: Input| {
                 if mode == Mode::Shadow {
                     assert!(d.admits());
                 }
-                if let Decision::Allowed { remaining, limit, .. } = d {
+                if let Decision::Allowed {
+                    remaining, limit, ..
+                } = d
+                {
                     assert!(remaining <= limit);
                     assert_eq!(remaining, gcra.remaining());
                 }
