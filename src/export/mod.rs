@@ -7,3 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod prometheus;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "http")]
+pub use http::serve;
