@@ -109,7 +109,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let code = if x % 100 < 3 { "500" } else { "200" };
                 in_flight.add(1);
                 requests.with(&[route, code])?.inc();
-                duration.with(&[route])?.record(500_000 + (x >> 8) % 40_000_000);
+                duration
+                    .with(&[route])?
+                    .record(500_000 + (x >> 8) % 40_000_000);
                 in_flight.add(-1);
                 tick += 1;
                 breaker

@@ -99,9 +99,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::prometheus::{
-    self, OPENMETRICS_CONTENT_TYPE, RenderOptions, TEXT_CONTENT_TYPE,
-};
+use super::prometheus::{self, OPENMETRICS_CONTENT_TYPE, RenderOptions, TEXT_CONTENT_TYPE};
 use crate::registry::{Published, Registry};
 
 /// The path metrics are served at.
@@ -417,7 +415,12 @@ async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        connections.spawn(serve_connection(stream, state.clone(), config, stop.clone()));
+        connections.spawn(serve_connection(
+            stream,
+            state.clone(),
+            config,
+            stop.clone(),
+        ));
     }
     // Stop accepting: the port closes here.
     drop(listener);

@@ -47,7 +47,14 @@ fn request(server: &Server, method: &str, path: &str, headers: &[(&str, &str)]) 
 fn parse(raw: &str) -> Reply {
     let (head, body) = raw.split_once("\r\n\r\n").expect("a complete head");
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .map(|l| {
             let (n, v) = l.split_once(':').unwrap();
@@ -180,10 +187,7 @@ fn head_other_methods_and_paths() {
         assert_eq!(request(&server, "GET", path, &[]).status, 404, "{path}");
     }
     // The query string is ignored.
-    assert_eq!(
-        request(&server, "GET", "/metrics?x=1", &[]).body,
-        full.body
-    );
+    assert_eq!(request(&server, "GET", "/metrics?x=1", &[]).body, full.body);
 }
 
 #[test]
@@ -207,7 +211,10 @@ fn render_options_pass_through() {
         .bind("127.0.0.1:0")
         .unwrap();
     let body = get(&server).body;
-    assert_eq!(body, prometheus::render_with(&registry.published(), &options));
+    assert_eq!(
+        body,
+        prometheus::render_with(&registry.published(), &options)
+    );
     assert!(body.contains("job_duration_seconds_bucket{le=\"0.001\"} 0\n"));
     assert!(body.contains("job_duration_seconds_bucket{le=\"0.01\"} 1\n"));
     assert!(body.contains("job_duration_seconds_sum 0.0015\n"));
@@ -300,7 +307,12 @@ fn assert_closed(stream: &mut TcpStream, what: &str) {
     match stream.read(&mut buf) {
         Ok(0) => {}
         Ok(n) => panic!("{what}: got {:?}", String::from_utf8_lossy(&buf[..n])),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             panic!("{what}: still open after {IO_TIMEOUT:?}")
         }
         Err(_) => {} // reset
@@ -312,7 +324,11 @@ fn read_one_reply(stream: &mut TcpStream) -> Reply {
     let mut raw = Vec::new();
     let mut byte = [0u8; 1];
     while !raw.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed early");
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed early"
+        );
         raw.push(byte[0]);
     }
     let head = parse(std::str::from_utf8(&raw).unwrap());
@@ -382,7 +398,10 @@ fn bind_errors_are_reported() {
         Err(ServeError::NoAddress)
     ));
     let e = serve(taken, &registry).unwrap_err();
-    assert!(e.to_string().starts_with(&format!("could not bind {taken}: ")));
+    assert!(
+        e.to_string()
+            .starts_with(&format!("could not bind {taken}: "))
+    );
     assert!(std::error::Error::source(&e).is_some());
 }
 
@@ -437,12 +456,20 @@ fn header_read_timeout_closes_silent_connections() {
         match silent.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 panic!("still open after {IO_TIMEOUT:?}")
             }
             Err(_) => break, // reset
         }
     }
     let text = String::from_utf8_lossy(&raw);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
 }
