@@ -17,7 +17,7 @@
 //!
 //! | request | response |
 //! | --- | --- |
-//! | `GET /metrics` | `200`, the published snapshot rendered by [`prometheus`](super::prometheus) |
+//! | `GET /metrics` | `200`, the published snapshot rendered by [`super::prometheus`] |
 //! | `HEAD /metrics` | `200`, the same headers (with `Content-Length`), no body |
 //! | another method on `/metrics` | `405 Method Not Allowed` with `Allow: GET, HEAD` |
 //! | any other path | `404 Not Found` |

@@ -473,3 +473,21 @@ fn header_read_timeout_closes_silent_connections() {
         "{text}"
     );
 }
+
+#[test]
+fn starts_and_stops_inside_a_callers_tokio_runtime() {
+    // A caller already inside a runtime (an async main) can bind and drop the server: the
+    // server's runtime lives on its own thread.
+    let caller = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let registry = registry_with_counter(1);
+    registry.refresh_now();
+    let body = caller.block_on(async {
+        let server = serve("127.0.0.1:0", &registry).unwrap();
+        let body = get(&server).body;
+        drop(server);
+        body
+    });
+    assert!(body.contains("jobs_total{queue=\"a\"} 1\n"));
+}
