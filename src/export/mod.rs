@@ -6,4 +6,8 @@
 //! - [`prometheus`]: the Prometheus text exposition format 0.0.4 and OpenMetrics 1.0 text.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "http")]
+pub mod http;
 pub mod prometheus;
+#[cfg(feature = "http")]
+pub use http::serve;
