@@ -4,6 +4,9 @@
 //! exporter never blocks or slows a writer, and two exporters reading the same snapshot agree.
 //!
 //! - [`prometheus`]: the Prometheus text exposition format 0.0.4 and OpenMetrics 1.0 text.
+//! - `hlog` (cargo feature `hlog`): HdrHistogram interval logs of exact histogram deltas.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "hlog")]
+pub mod hlog;
 pub mod prometheus;
