@@ -304,8 +304,11 @@ impl<W: io::Write> IntervalLogger<W> {
     /// whose line fails stays pending; see the [module docs](self#errors).
     pub fn log_interval(&mut self) -> Result<Vec<LoggedInterval>, LogError> {
         let mut written = Vec::with_capacity(self.sources.len());
-        let snapshots: Vec<HistogramSnapshot> =
-            self.sources.iter().map(|s| s.histogram.snapshot()).collect();
+        let snapshots: Vec<HistogramSnapshot> = self
+            .sources
+            .iter()
+            .map(|s| s.histogram.snapshot())
+            .collect();
         let now = self.clock.now();
         for (i, snapshot) in snapshots.into_iter().enumerate() {
             let source = &self.sources[i];
@@ -778,8 +781,7 @@ mod tests {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(i.encoded_histogram())
                     .unwrap();
-                let h: hdrhistogram::Histogram<u64> =
-                    d.deserialize(&mut bytes.as_slice()).unwrap();
+                let h: hdrhistogram::Histogram<u64> = d.deserialize(&mut bytes.as_slice()).unwrap();
                 h.len()
             })
             .collect();
