@@ -303,15 +303,28 @@ impl<W: io::Write> IntervalLogger<W> {
     /// Returns what was written, for the caller's own use (checks, a summary line). A source
     /// whose line fails stays pending; see the [module docs](self#errors).
     pub fn log_interval(&mut self) -> Result<Vec<LoggedInterval>, LogError> {
-        let mut written = Vec::with_capacity(self.sources.len());
         let snapshots: Vec<HistogramSnapshot> = self
             .sources
             .iter()
             .map(|s| s.histogram.snapshot())
             .collect();
         let now = self.clock.now();
-        for (i, snapshot) in snapshots.into_iter().enumerate() {
-            let source = &self.sources[i];
+        let mut written = Vec::with_capacity(self.sources.len());
+        let result = self.write_lines(snapshots, now, &mut written);
+        // Flush what was written even when a later line failed.
+        let flushed = self.writer.flush().map_err(LogError::Io);
+        result.and(flushed).map(|()| written)
+    }
+
+    /// Writes one line per source from its new `snapshot`; stops at the first failure, leaving
+    /// that source and the ones after it pending.
+    fn write_lines(
+        &mut self,
+        snapshots: Vec<HistogramSnapshot>,
+        now: Duration,
+        written: &mut Vec<LoggedInterval>,
+    ) -> Result<(), LogError> {
+        for (source, snapshot) in self.sources.iter_mut().zip(snapshots) {
             let delta = snapshot
                 .delta_since(&source.baseline)
                 .map_err(|e| LogError::Delta {
@@ -338,7 +351,6 @@ impl<W: io::Write> IntervalLogger<W> {
                     })?;
             }
             self.writer.write_all(&self.line).map_err(LogError::Io)?;
-            let source = &mut self.sources[i];
             source.baseline = snapshot;
             source.since = end;
             written.push(LoggedInterval {
@@ -348,8 +360,7 @@ impl<W: io::Write> IntervalLogger<W> {
                 histogram: delta,
             });
         }
-        self.writer.flush().map_err(LogError::Io)?;
-        Ok(written)
+        Ok(())
     }
 
     /// Flushes the writer.
