@@ -15,6 +15,7 @@
 //!   `load_shedding_requests_total{result}`, `circuit_breaker_state`, ...).
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 mod rng;
 
 pub use rng::Rng;
