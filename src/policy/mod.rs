@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod breaker;
+pub mod bulkhead;
 mod rng;
 
 pub use rng::Rng;

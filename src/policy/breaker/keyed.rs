@@ -112,14 +112,14 @@ impl KeyedBreakers {
     /// be registered (a registry conflict) the key gets a breaker without metrics.
     pub fn get(&self, key: &str) -> CircuitBreaker {
         match self.map.get(key, |k| self.make(k)) {
-            Ok(found) => found.value,
+            Ok(found) => found,
             Err(_) => {
                 let quiet = Shared {
                     registry: None,
                     ..self.shared.clone()
                 };
                 match self.map.get(key, |k| quiet.breaker(k)) {
-                    Ok(found) => found.value,
+                    Ok(found) => found,
                     // Without a registry, building cannot fail (the config is validated).
                     Err(_) => unreachable!("breaker without metrics failed to build"),
                 }

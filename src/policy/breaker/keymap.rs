@@ -61,13 +61,6 @@ struct Shard<V> {
     write: Mutex<()>,
 }
 
-/// A lookup's result.
-pub(crate) struct Found<V> {
-    pub(crate) value: V,
-    /// The key did not fit and shares the overflow value.
-    pub(crate) overflow: bool,
-}
-
 pub(crate) struct KeyMap<V> {
     shards: Box<[Shard<V>]>,
     hasher: RandomState,
@@ -139,20 +132,13 @@ impl<V: Clone + Evict> KeyMap<V> {
 
     /// The value for `key`, made by `make` on first use. Existing keys are found without any
     /// lock (module docs).
-    pub(crate) fn get<E>(
-        &self,
-        key: &str,
-        make: impl FnOnce(&str) -> Result<V, E>,
-    ) -> Result<Found<V>, E> {
+    pub(crate) fn get<E>(&self, key: &str, make: impl Fn(&str) -> Result<V, E>) -> Result<V, E> {
         let shard = self.shard(key);
         if let Some(e) = shard.map.load().get(key) {
             self.touch(e, ms(self.clock.now()));
-            return Ok(Found {
-                value: e.value.clone(),
-                overflow: false,
-            });
+            return Ok(e.value.clone());
         }
-        self.insert(shard, key, make)
+        self.get_locked(shard, key, &make)
     }
 
     /// As [`get`](KeyMap::get), but through the shard's mutex: waits for an eviction in
@@ -161,35 +147,52 @@ impl<V: Clone + Evict> KeyMap<V> {
     pub(crate) fn get_after_retire<E>(
         &self,
         key: &str,
-        make: impl FnOnce(&str) -> Result<V, E>,
-    ) -> Result<Found<V>, E> {
-        let shard = self.shard(key);
-        self.insert(shard, key, make)
+        make: impl Fn(&str) -> Result<V, E>,
+    ) -> Result<V, E> {
+        self.get_locked(self.shard(key), key, &make)
     }
 
     #[cold]
+    fn get_locked<E>(
+        &self,
+        shard: &Shard<V>,
+        key: &str,
+        make: &impl Fn(&str) -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some(v) = self.insert(shard, key, make)? {
+            return Ok(v);
+        }
+        // Full, and nothing in this shard could go: sweep every shard's idle keys (one shard
+        // mutex at a time, none held now), then try once more before overflowing.
+        if self.evict_idle() > 0
+            && let Some(v) = self.insert(shard, key, make)?
+        {
+            return Ok(v);
+        }
+        self.overflow(make)
+    }
+
+    /// Finds or inserts `key` under the shard mutex; `None` if the map is full and nothing in
+    /// the shard agreed to go.
     fn insert<E>(
         &self,
         shard: &Shard<V>,
         key: &str,
-        make: impl FnOnce(&str) -> Result<V, E>,
-    ) -> Result<Found<V>, E> {
+        make: &impl Fn(&str) -> Result<V, E>,
+    ) -> Result<Option<V>, E> {
         let _w = lock(&shard.write);
         let now = self.clock.now();
         let now_ms = ms(now);
         let current = shard.map.load_full();
         if let Some(e) = current.get(key) {
             self.touch(e, now_ms);
-            return Ok(Found {
-                value: e.value.clone(),
-                overflow: false,
-            });
+            return Ok(Some(e.value.clone()));
         }
         let mut map: Map<V> = (*current).clone();
-        let mut removed = 0;
+        let mut changed = false;
         // Relaxed: module docs.
         if self.len.load(Ordering::Relaxed) >= self.max_keys {
-            removed += self.sweep(&mut map, now, now_ms);
+            changed |= self.sweep(&mut map, now, now_ms) > 0;
         }
         let reserved = self
             .len
@@ -197,22 +200,25 @@ impl<V: Clone + Evict> KeyMap<V> {
                 (n < self.max_keys).then_some(n + 1)
             })
             .is_ok();
-        let reserved = reserved || self.evict_lru(&mut map, now);
+        // Evicting the least recently used entry hands its slot in the count to this key.
+        let reserved = reserved || {
+            let evicted = self.evict_lru(&mut map, now);
+            changed |= evicted;
+            evicted
+        };
         if !reserved {
-            if removed > 0 {
+            if changed {
                 shard.map.store(Arc::new(map));
             }
-            return Ok(Found {
-                value: self.overflow(make)?,
-                overflow: true,
-            });
+            return Ok(None);
         }
         let value = match make(key) {
             Ok(v) => v,
             Err(e) => {
                 // Give the reserved slot back.
+                // Relaxed: module docs.
                 self.len.fetch_sub(1, Ordering::Relaxed);
-                if removed > 0 {
+                if changed {
                     shard.map.store(Arc::new(map));
                 }
                 return Err(e);
@@ -226,10 +232,7 @@ impl<V: Clone + Evict> KeyMap<V> {
             }),
         );
         shard.map.store(Arc::new(map));
-        Ok(Found {
-            value,
-            overflow: false,
-        })
+        Ok(Some(value))
     }
 
     /// Removes the idle entries of `map` that agree to go; returns how many, and decrements
@@ -268,7 +271,7 @@ impl<V: Clone + Evict> KeyMap<V> {
         false
     }
 
-    fn overflow<E>(&self, make: impl FnOnce(&str) -> Result<V, E>) -> Result<V, E> {
+    fn overflow<E>(&self, make: &impl Fn(&str) -> Result<V, E>) -> Result<V, E> {
         if let Some(v) = &*self.overflow.load() {
             return Ok((**v).clone());
         }
@@ -344,41 +347,46 @@ mod tests {
         let clock = ManualClock::new();
         let m: KeyMap<V> = KeyMap::new(Arc::new(clock.clone()), 3, Duration::from_secs(10));
         let a = m.get("a", make).unwrap();
-        assert!(!a.overflow);
-        assert_eq!(&*a.value.name, "a");
+        assert_eq!(&*a.name, "a");
         let again = m.get("a", make).unwrap();
-        assert!(Arc::ptr_eq(&a.value.busy, &again.value.busy));
+        assert!(Arc::ptr_eq(&a.busy, &again.busy));
         for k in ["b", "c"] {
             m.get(k, make)
                 .unwrap()
-                .value
                 .busy
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        a.value
-            .busy
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        a.busy.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(m.len(), 3);
         // Full, and nobody agrees to go: overflow.
         let d = m.get("d", make).unwrap();
-        assert!(d.overflow);
-        assert_eq!(&*d.value.name, OVERFLOW_KEY);
+        assert_eq!(&*d.name, OVERFLOW_KEY);
         assert!(!m.contains("d"));
-        // "a" agrees to go now; it is the least recently used among the shard's keys if it
-        // shares the shard, otherwise idle eviction frees it after the TTL.
-        a.value
-            .busy
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        clock.advance(Duration::from_secs(10));
+        let d2 = m.get("e", make).unwrap();
+        assert!(Arc::ptr_eq(&d.busy, &d2.busy));
+        // "a" agrees to go once idle for the TTL.
+        a.busy.store(false, std::sync::atomic::Ordering::Relaxed);
+        clock.advance(Duration::from_secs(9));
+        assert_eq!(m.evict_idle(), 0);
+        clock.advance(Duration::from_secs(1));
         assert_eq!(m.evict_idle(), 1);
         assert_eq!(m.len(), 2);
         assert!(!m.contains("a"));
         let d = m.get("d", make).unwrap();
-        assert!(!d.overflow);
+        assert_eq!(&*d.name, "d");
         assert_eq!(m.len(), 3);
         let mut keys: Vec<String> = m.keys().iter().map(|k| k.to_string()).collect();
         keys.sort();
         assert_eq!(keys, ["b", "c", "d"]);
+        // Full again; "b" becomes free and is the least recently used that agrees: an insert
+        // evicts it even before its TTL (if it shares the shard), or overflows.
+        m.get("b", make)
+            .unwrap()
+            .busy
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let f = m.get("f", make).unwrap();
+        assert!(&*f.name == "f" || &*f.name == OVERFLOW_KEY);
+        assert!(m.len() <= 3);
     }
 
     #[test]
@@ -386,7 +394,7 @@ mod tests {
         let m: KeyMap<V> = KeyMap::new(Arc::new(ManualClock::new()), 1, Duration::from_secs(1));
         assert!(m.get("x", |_| Err::<V, ()>(())).is_err());
         assert_eq!(m.len(), 0);
-        assert!(!m.get("y", make).unwrap().overflow);
+        assert_eq!(&*m.get("y", make).unwrap().name, "y");
     }
 
     #[test]
