@@ -844,3 +844,24 @@ fn transitions_form_one_chain_under_contention() {
         Some(state.gauge_value())
     );
 }
+
+/// Found by fuzzing: a success that brings the window to its minimum calls can trip the
+/// breaker on the failure rate; the open period must start at that call's time.
+#[test]
+fn a_success_that_trips_on_the_rate_opens_for_the_full_duration() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder("late")
+        .consecutive_failures(0)
+        .failure_rate(0.5)
+        .minimum_calls(2)
+        .window(SlidingWindow::Count { calls: 10 })
+        .open_duration(secs(5))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    clock.advance(secs(100));
+    let _ = permit(&b).failure();
+    assert!(matches!(permit(&b).success(), Recorded::Transitioned(t) if t.at == secs(100)));
+    assert_eq!(b.status().open_remaining, Some(secs(5)));
+    assert!(matches!(rejection(&b).reason, RejectReason::Open { until, .. } if until == secs(105)));
+}

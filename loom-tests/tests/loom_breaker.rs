@@ -63,7 +63,10 @@ fn concurrent_failures_trip_once() {
     model("concurrent_failures_trip_once", || {
         let clock = ManualClock::new();
         let log = Log::default();
-        let b = builder(&clock, &log).consecutive_failures(2).build().unwrap();
+        let b = builder(&clock, &log)
+            .consecutive_failures(2)
+            .build()
+            .unwrap();
         let (p1, p2) = (permit(&b), permit(&b));
         assert_eq!(permit(&b).failure(), Recorded::Counted);
         let (r1, r2) = race(move || p1.failure(), move || p2.failure());
@@ -72,14 +75,19 @@ fn concurrent_failures_trip_once() {
             .filter(|r| transitioned(r, State::Closed, State::Open))
             .count();
         assert_eq!(trips, 1, "{r1:?} {r2:?}");
-        assert!(
-            [&r1, &r2]
-                .iter()
-                .any(|r| matches!(r, Recorded::Stale { permit_generation: 0, current_generation: 1 }))
-        );
+        assert!([&r1, &r2].iter().any(|r| matches!(
+            r,
+            Recorded::Stale {
+                permit_generation: 0,
+                current_generation: 1
+            }
+        )));
         let log = log.lock().unwrap();
         assert_eq!(log.len(), 1);
-        assert_eq!((log[0].from, log[0].to, log[0].generation), (State::Closed, State::Open, 1));
+        assert_eq!(
+            (log[0].from, log[0].to, log[0].generation),
+            (State::Closed, State::Open, 1)
+        );
         assert_eq!((b.state(), b.status().generation), (State::Open, 1));
     });
 }
@@ -115,7 +123,13 @@ fn half_open_probes_bounded() {
             (Err(r), _) | (_, Err(r)) => r.reason,
             _ => unreachable!(),
         };
-        assert_eq!(rejected, RejectReason::HalfOpenFull { in_flight: 1, max: 1 });
+        assert_eq!(
+            rejected,
+            RejectReason::HalfOpenFull {
+                in_flight: 1,
+                max: 1
+            }
+        );
         let log = log.lock().unwrap().clone();
         assert_eq!(log.len(), 1, "{log:?}");
         assert_eq!((log[0].from, log[0].to), (State::Open, State::HalfOpen));
@@ -174,9 +188,14 @@ fn half_open_double_transition() {
         assert_eq!(log.len(), 1, "{log:?} {ra:?} {rf:?}");
         let t = log[0];
         assert_eq!((t.from, t.generation), (State::HalfOpen, 3));
-        let stale = Recorded::Stale { permit_generation: 2, current_generation: 3 };
+        let stale = Recorded::Stale {
+            permit_generation: 2,
+            current_generation: 3,
+        };
         match t.to {
-            State::Closed => assert!(transitioned(&ra, State::HalfOpen, State::Closed) && rf == stale),
+            State::Closed => {
+                assert!(transitioned(&ra, State::HalfOpen, State::Closed) && rf == stale)
+            }
             State::Open => assert!(transitioned(&rf, State::HalfOpen, State::Open) && ra == stale),
             State::HalfOpen => unreachable!(),
         }
@@ -203,11 +222,26 @@ fn stale_generation_ignored() {
         let probe = permit(&b); // half-open, generation 2
         log.lock().unwrap().clear();
         let (stale, closed) = race(move || old.failure(), move || probe.success());
-        assert!(matches!(stale, Recorded::Stale { permit_generation: 0, .. }), "{stale:?}");
-        assert!(transitioned(&closed, State::HalfOpen, State::Closed), "{closed:?}");
+        assert!(
+            matches!(
+                stale,
+                Recorded::Stale {
+                    permit_generation: 0,
+                    ..
+                }
+            ),
+            "{stale:?}"
+        );
+        assert!(
+            transitioned(&closed, State::HalfOpen, State::Closed),
+            "{closed:?}"
+        );
         assert_eq!(log.lock().unwrap().len(), 1);
         let st = b.status();
-        assert_eq!((st.state, st.generation, st.consecutive_failures), (State::Closed, 3, 0));
+        assert_eq!(
+            (st.state, st.generation, st.consecutive_failures),
+            (State::Closed, 3, 0)
+        );
     });
 }
 
@@ -234,8 +268,20 @@ fn stale_probe_from_an_earlier_half_open() {
         let new = permit(&b); // half-open, generation 4
         log.lock().unwrap().clear();
         let (ra, rf) = race(move || old.success(), move || new.failure());
-        assert!(matches!(ra, Recorded::Stale { permit_generation: 2, .. }), "{ra:?}");
-        assert!(matches!(rf, Recorded::Transitioned(t) if t.to == State::Open && t.generation == 5), "{rf:?}");
+        assert!(
+            matches!(
+                ra,
+                Recorded::Stale {
+                    permit_generation: 2,
+                    ..
+                }
+            ),
+            "{ra:?}"
+        );
+        assert!(
+            matches!(rf, Recorded::Transitioned(t) if t.to == State::Open && t.generation == 5),
+            "{rf:?}"
+        );
         assert_eq!(log.lock().unwrap().len(), 1);
         assert_eq!((b.state(), b.status().generation), (State::Open, 5));
     });

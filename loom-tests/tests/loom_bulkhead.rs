@@ -30,7 +30,9 @@ fn bulkhead(max: u32) -> Bulkhead {
 fn assert_all_back(b: &Bulkhead) {
     let st = b.status();
     assert_eq!((st.in_use, st.waiting), (0, 0), "{st:?}");
-    let all: Vec<_> = (0..st.max).map(|_| b.try_acquire().permit().unwrap()).collect();
+    let all: Vec<_> = (0..st.max)
+        .map(|_| b.try_acquire().permit().unwrap())
+        .collect();
     assert!(!b.try_acquire().is_acquired());
     drop(all);
 }
@@ -106,10 +108,12 @@ fn blocking_timeout_races_release() {
         let held = b.try_acquire().permit().unwrap();
         let waiter = {
             let b = b.clone();
-            spawn(move || match b.acquire_until(Priority::NORMAL, Duration::ZERO) {
-                Decision::Acquired(p) => drop(p),
-                Decision::Rejected(r) => assert_eq!(r.reason, RejectReason::Timeout),
-            })
+            spawn(
+                move || match b.acquire_until(Priority::NORMAL, Duration::ZERO) {
+                    Decision::Acquired(p) => drop(p),
+                    Decision::Rejected(r) => assert_eq!(r.reason, RejectReason::Timeout),
+                },
+            )
         };
         let releaser = spawn(move || drop(held));
         waiter.join().unwrap();
@@ -152,7 +156,9 @@ fn blocked_waiter_is_handed_the_permit() {
         let waiter = {
             let b = b.clone();
             spawn(move || {
-                let p = b.acquire_until(Priority::NORMAL, Duration::from_secs(1)).permit();
+                let p = b
+                    .acquire_until(Priority::NORMAL, Duration::from_secs(1))
+                    .permit();
                 assert!(p.is_some());
                 assert_eq!(b.status().in_use, 1);
             })

@@ -1092,11 +1092,11 @@ impl CircuitBreaker {
         if p.shadow.is_some() {
             return Recorded::Shadow;
         }
-        // Time is read only when something needs it: slow calls, time windows, probes that
-        // may reopen, or consecutive failures that may trip.
-        let needs_time = cfg.slow.is_some()
-            || matches!(cfg.window, SlidingWindow::Time { .. }) && cfg.has_window()
-            || outcome == Outcome::Failure;
+        // Time is read only when something may need it: slow calls, windows (a time window
+        // needs it to record, and any window can trip the breaker on a success that brings it
+        // to the minimum number of calls), and failures (which may trip or reopen). A success
+        // without a window can only close a half-open breaker, which reads the clock itself.
+        let needs_time = cfg.slow.is_some() || cfg.has_window() || outcome == Outcome::Failure;
         let now = if needs_time {
             inner.clock.now()
         } else {
