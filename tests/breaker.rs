@@ -865,3 +865,31 @@ fn a_success_that_trips_on_the_rate_opens_for_the_full_duration() {
     assert_eq!(b.status().open_remaining, Some(secs(5)));
     assert!(matches!(rejection(&b).reason, RejectReason::Open { until, .. } if until == secs(105)));
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CircuitBreaker>();
+    send_sync::<weir::policy::breaker::Permit>();
+    send_sync::<weir::policy::breaker::KeyedBreakers>();
+    send_sync::<Decision>();
+}
+
+#[test]
+fn minimum_calls_is_clamped_to_a_smaller_count_window() {
+    // lift's minimum of 10 calls with a 4-call window: the rate still trips once the window
+    // is full.
+    let b = CircuitBreaker::builder("clamp")
+        .consecutive_failures(0)
+        .window(SlidingWindow::Count { calls: 4 })
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let _ = permit(&b).failure();
+    }
+    assert_eq!(b.state(), State::Closed);
+    assert!(
+        matches!(permit(&b).success(), Recorded::Transitioned(t) if matches!(t.reason, TransitionReason::FailureRate { calls: 4, .. }))
+    );
+}

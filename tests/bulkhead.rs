@@ -717,3 +717,14 @@ fn sixteen_threads_end_with_every_permit() {
     assert!(!b.try_acquire().is_acquired());
     drop(all);
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Bulkhead>();
+    send_sync::<Permit>();
+    send_sync::<HierarchicalBulkhead>();
+    send_sync::<weir::policy::bulkhead::HierarchicalPermit>();
+    send::<weir::policy::bulkhead::Acquire>();
+}

@@ -313,7 +313,12 @@ fuzz_target!(|input: Input| {
         consecutive,
         failure_rate,
         slow,
-        minimum_calls: u64::from(input.minimum_calls % 16) + 1,
+        minimum_calls: match window {
+            SlidingWindow::Count { calls } => {
+                u64::from(input.minimum_calls % 16 + 1).min(u64::from(calls))
+            }
+            SlidingWindow::Time { .. } => u64::from(input.minimum_calls % 16) + 1,
+        },
         window_calls: (!input.time_window).then_some((input.window_calls % 16) as usize + 1),
         open_ms: u64::from(input.open_ms),
         max_probes: u32::from(input.max_probes % 4) + 1,

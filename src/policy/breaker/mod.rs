@@ -256,7 +256,7 @@ impl BreakerBuilder {
     }
 
     /// The rates are only considered once the window holds at least this many calls (at
-    /// least 1; lift: 10).
+    /// least 1; lift: 10). With a count window smaller than this, the window's size is used.
     pub fn minimum_calls(mut self, n: u32) -> Self {
         self.minimum_calls = n;
         self
@@ -379,7 +379,12 @@ impl BreakerBuilder {
             consecutive_failures: self.consecutive_failures,
             failure_rate: self.failure_rate,
             slow_rate: self.slow.as_ref().map(|(_, r)| *r),
-            minimum_calls: u64::from(self.minimum_calls),
+            // A count window never holds more than its size: a larger minimum would silently
+            // disable the rate thresholds, so it is clamped to the size.
+            minimum_calls: u64::from(match self.window {
+                SlidingWindow::Count { calls } => self.minimum_calls.min(calls),
+                SlidingWindow::Time { .. } => self.minimum_calls,
+            }),
             window: self.window,
             open_ms: millis_ceil(self.open_duration),
             max_probes: self.max_probes,
