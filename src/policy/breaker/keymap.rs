@@ -78,6 +78,7 @@ pub(crate) struct KeyMap<V> {
 impl<V> fmt::Debug for KeyMap<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyMap")
+            // Relaxed: a diagnostic read of a self-contained count.
             .field("len", &self.len.load(Ordering::Relaxed))
             .field("max_keys", &self.max_keys)
             .field("idle_ttl_ms", &self.idle_ttl_ms)
@@ -194,6 +195,8 @@ impl<V: Clone + Evict> KeyMap<V> {
         if self.len.load(Ordering::Relaxed) >= self.max_keys {
             changed |= self.sweep(&mut map, now, now_ms) > 0;
         }
+        // Relaxed: the reservation CAS keeps the count exact across shards; it publishes
+        // nothing (module docs).
         let reserved = self
             .len
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {

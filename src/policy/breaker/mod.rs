@@ -61,13 +61,14 @@
 //!
 //! # Orderings
 //! - The state word is read with `Acquire` and changed by compare-and-swap with `AcqRel` on
-//!   success (`Acquire` on failure). The CAS is what makes each transition unique: of all
-//!   callers that read the same snapshot, one CAS succeeds. `Release` on the transition
-//!   publishes what the winner did before it (for closing: nothing yet; the new window is
-//!   installed after, see below) and `Acquire` on loads lets a caller that sees generation G
-//!   also see everything that happened before G's transition. Counter updates within one
-//!   state (consecutive failures, probes) are the same CAS and need the same atomicity, not
-//!   more ordering.
+//!   success (`Acquire` on failure). What makes each transition unique is the CAS's atomicity
+//!   alone: of all callers that read the same snapshot, one CAS succeeds, and every decision
+//!   (trip, probe slot, close, reopen, staleness) is made from the word itself. The loom models
+//!   pass with every state-word operation `Relaxed` (tried by hand), which confirms it. The
+//!   stronger orderings are kept for callers: a transition is then an event in happens-before,
+//!   so a caller whose `try_acquire` sees `Open` happens-after the failure that tripped it and
+//!   everything the tripping thread did before reporting it (its logs, its cleanup). They cost
+//!   nothing on x86-64 (a CAS is a full barrier there and loads are plain moves).
 //! - The window of a closed generation is published through `arc-swap` (release on store,
 //!   acquire on load) after the transition to closed; an outcome is counted in a window only
 //!   if the window's generation equals the permit's, so stale outcomes never enter a new
@@ -886,13 +887,14 @@ impl CircuitBreaker {
     }
 
     fn load(&self) -> Snapshot {
-        // Acquire: see the module docs (pairs with the AcqRel transitions).
+        // Acquire: pairs with the AcqRel transitions, for callers' happens-before only; the
+        // state machine itself needs just atomicity (module docs).
         Snapshot::from_bits(self.inner.state.load(Ordering::Acquire))
     }
 
     fn cas(&self, cur: Snapshot, next: Snapshot) -> Result<Snapshot, Snapshot> {
-        // AcqRel on success: the transition is one event in happens-before; Acquire on failure:
-        // the retry works from a snapshot at least as new as the one that beat us.
+        // AcqRel on success: the transition is one event in happens-before (module docs);
+        // Acquire on failure, as for loads. Uniqueness comes from the CAS's atomicity.
         self.inner
             .state
             .compare_exchange(cur.bits(), next.bits(), Ordering::AcqRel, Ordering::Acquire)

@@ -205,6 +205,8 @@ impl SlowThreshold {
                 let now = nanos(now);
                 // Relaxed: elects one refresher (module docs).
                 let due = p.next_refresh.load(Ordering::Relaxed);
+                // Relaxed CAS: only elects the refresher; the threshold it computes is stored
+                // and read as a self-contained number.
                 if now >= due
                     && p.next_refresh
                         .compare_exchange(
