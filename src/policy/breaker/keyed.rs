@@ -58,10 +58,11 @@ impl Evict for CircuitBreaker {
 ///
 /// - Lookups of existing keys take no lock (sharded copy-on-write maps behind `arc-swap`,
 ///   like the registry's series); only a key's first use and eviction take a shard mutex.
-/// - At most `max_keys` breakers are kept. A key unused for `idle_ttl` is evicted by
-///   [`evict_idle`](KeyedBreakers::evict_idle), or when an insert finds the map full, but only
-///   if its breaker is closed or its open duration is over. If nothing can go, new keys share
-///   one overflow breaker (key `__overflow__`).
+/// - At most `max_keys` breakers are kept. A key unused for `idle_ttl` (on the clock) is
+///   evicted by [`evict_idle`](KeyedBreakers::evict_idle), or when an insert finds the map
+///   full, but only if its breaker is closed or its open duration is over. Keys in use are
+///   never evicted: if no idle key can go, new keys share one overflow breaker (key
+///   `__overflow__`) until one can.
 /// - With a registry, each breaker's metrics carry its key as the `name` label. An evicted
 ///   key's series stay in the registry (whose per-family cardinality limit bounds them).
 ///

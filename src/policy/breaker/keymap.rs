@@ -8,10 +8,12 @@
 //! it. A `RwLock` would not do: its read lock is a shared read-modify-write on every lookup.
 //!
 //! Bounded memory: at most `max_keys` keys (exact: a slot is reserved by compare-and-swap on
-//! the key count before a key is inserted). When an insert finds the map full it first evicts
-//! the shard's idle keys (unused for `idle_ttl`, on the clock), then the shard's least recently
-//! used key that agrees to go ([`Evict::try_retire`]); if none does, the new key shares one
-//! overflow value (key `__overflow__`). [`KeyMap::evict_idle`] sweeps every shard.
+//! the key count before a key is inserted). When an insert finds the map full it evicts idle
+//! keys (unused for `idle_ttl`, on the clock, and agreeing to go: [`Evict::try_retire`]), first
+//! in its own shard, then in every shard; if none can go, the new key shares one overflow value
+//! (key `__overflow__`). Only idle keys are ever evicted, so what happens depends on the clock
+//! and the keys' use, never on which shard a key hashes to. [`KeyMap::evict_idle`] sweeps every
+//! shard on demand.
 //!
 //! # Orderings
 //! - Shard maps: `arc-swap` store (release) and load (acquire): a reader that finds an entry
@@ -163,8 +165,8 @@ impl<V: Clone + Evict> KeyMap<V> {
         if let Some(v) = self.insert(shard, key, make)? {
             return Ok(v);
         }
-        // Full, and nothing in this shard could go: sweep every shard's idle keys (one shard
-        // mutex at a time, none held now), then try once more before overflowing.
+        // Full, and no idle key in this shard could go: sweep every shard's idle keys (one
+        // shard mutex at a time, none held now), then try once more before overflowing.
         if self.evict_idle() > 0
             && let Some(v) = self.insert(shard, key, make)?
         {
@@ -173,8 +175,8 @@ impl<V: Clone + Evict> KeyMap<V> {
         self.overflow(make)
     }
 
-    /// Finds or inserts `key` under the shard mutex; `None` if the map is full and nothing in
-    /// the shard agreed to go.
+    /// Finds or inserts `key` under the shard mutex; `None` if the map is full and no idle key
+    /// in the shard agreed to go.
     fn insert<E>(
         &self,
         shard: &Shard<V>,
@@ -203,12 +205,6 @@ impl<V: Clone + Evict> KeyMap<V> {
                 (n < self.max_keys).then_some(n + 1)
             })
             .is_ok();
-        // Evicting the least recently used entry hands its slot in the count to this key.
-        let reserved = reserved || {
-            let evicted = self.evict_lru(&mut map, now);
-            changed |= evicted;
-            evicted
-        };
         if !reserved {
             if changed {
                 shard.map.store(Arc::new(map));
@@ -254,24 +250,6 @@ impl<V: Clone + Evict> KeyMap<V> {
             self.len.fetch_sub(removed, Ordering::Relaxed);
         }
         removed
-    }
-
-    /// Removes the least recently used entry of `map` that agrees to go, keeping its slot in
-    /// the key count for the caller. Returns whether one went.
-    fn evict_lru(&self, map: &mut Map<V>, now: Duration) -> bool {
-        let mut order: Vec<(u64, Arc<str>)> = map
-            .iter()
-            // Relaxed: module docs.
-            .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), k.clone()))
-            .collect();
-        order.sort_unstable_by_key(|(t, _)| *t);
-        for (_, k) in order {
-            if map.get(&k).is_some_and(|e| e.value.try_retire(now)) {
-                map.remove(&k);
-                return true;
-            }
-        }
-        false
     }
 
     fn overflow<E>(&self, make: &impl Fn(&str) -> Result<V, E>) -> Result<V, E> {
@@ -381,15 +359,18 @@ mod tests {
         let mut keys: Vec<String> = m.keys().iter().map(|k| k.to_string()).collect();
         keys.sort();
         assert_eq!(keys, ["b", "c", "d"]);
-        // Full again; "b" becomes free and is the least recently used that agrees: an insert
-        // evicts it even before its TTL (if it shares the shard), or overflows.
-        m.get("b", make)
-            .unwrap()
-            .busy
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        let f = m.get("f", make).unwrap();
-        assert!(&*f.name == "f" || &*f.name == OVERFLOW_KEY);
-        assert!(m.len() <= 3);
+        // Full again; "b" agrees to go but is not idle: a new key overflows (whatever shard it
+        // hashes to), until "b" has been idle for the TTL, when the insert itself evicts it.
+        let b = m.get("b", make).unwrap();
+        b.busy.store(false, std::sync::atomic::Ordering::Relaxed);
+        d.busy.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(&*m.get("f", make).unwrap().name, OVERFLOW_KEY);
+        clock.advance(Duration::from_secs(10));
+        m.get("c", make).unwrap(); // used now: not idle (and busy anyway)
+        assert_eq!(&*m.get("f", make).unwrap().name, "f");
+        assert!(!m.contains("b"));
+        assert!(m.contains("c") && m.contains("d"));
+        assert_eq!(m.len(), 3);
     }
 
     #[test]
