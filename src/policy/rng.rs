@@ -51,10 +51,7 @@ impl Rng {
     /// The next 64 random bits.
     pub fn next_u64(&self) -> u64 {
         // Relaxed: each caller only needs a distinct step; see the module docs.
-        let s = self
-            .state
-            .fetch_add(GAMMA, Ordering::Relaxed)
-            .wrapping_add(GAMMA);
+        let s = self.state.fetch_add(GAMMA, Ordering::Relaxed).wrapping_add(GAMMA);
         mix(s)
     }
 
