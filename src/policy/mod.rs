@@ -15,10 +15,15 @@
 //!   `load_shedding_requests_total{result}`, `circuit_breaker_state`, ...).
 #![forbid(unsafe_code)]
 
+pub mod breaker;
+pub mod bulkhead;
 pub mod ratelimit;
 pub mod retry;
 mod rng;
+mod rng;
 pub mod shed;
+pub mod shed;
+pub mod timeout;
 pub mod timeout;
 
 pub use rng::Rng;
