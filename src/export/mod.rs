@@ -6,4 +6,6 @@
 //! - [`prometheus`]: the Prometheus text exposition format 0.0.4 and OpenMetrics 1.0 text.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "metrics-rs")]
+pub mod metrics_rs;
 pub mod prometheus;
