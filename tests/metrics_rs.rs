@@ -197,8 +197,14 @@ fn builder_scales() {
         histogram!("other").record(0.44);
     });
     let snap = registry.snapshot();
-    assert_eq!(snap.histogram("wait_seconds", &[]).map(|h| h.sum()), Some(15));
-    assert_eq!(snap.histogram("db_query", &[]).map(|h| h.sum()), Some(2_000));
+    assert_eq!(
+        snap.histogram("wait_seconds", &[]).map(|h| h.sum()),
+        Some(15)
+    );
+    assert_eq!(
+        snap.histogram("db_query", &[]).map(|h| h.sum()),
+        Some(2_000)
+    );
     assert_eq!(snap.histogram("other", &[]).map(|h| h.sum()), Some(4));
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(
@@ -223,7 +229,11 @@ fn builder_scales() {
 fn custom_histogram_layout() {
     let registry = Registry::new();
     let recorder = MetricsRecorder::builder(&registry)
-        .histogram_layout(weir::Histogram::builder().significant_digits(2).highest(1_000))
+        .histogram_layout(
+            weir::Histogram::builder()
+                .significant_digits(2)
+                .highest(1_000),
+        )
         .expect("layout")
         .build();
     with_local_recorder(&recorder, || {
@@ -239,7 +249,10 @@ fn custom_histogram_layout() {
 
 #[test]
 fn names_and_labels_are_sanitized() {
-    assert_eq!(sanitize_metric_name("http.server.requests"), "http_server_requests");
+    assert_eq!(
+        sanitize_metric_name("http.server.requests"),
+        "http_server_requests"
+    );
     assert_eq!(sanitize_label_name("http.route"), "http_route");
     let registry = Registry::new();
     let recorder = MetricsRecorder::new(&registry);
@@ -309,7 +322,10 @@ fn unresolvable_conflicts_drop_and_count_updates() {
     assert_eq!(rejected(&snap, "conflict"), 3);
     assert_eq!(snap.gauge("taken_unlabeled", &[]), Some(0));
     assert_eq!(snap.float_gauge("taken_gauge", &[]), Some(1.0));
-    assert_eq!(snap.histogram("taken_histogram", &[]).map(|h| h.count()), Some(5));
+    assert_eq!(
+        snap.histogram("taken_histogram", &[]).map(|h| h.count()),
+        Some(5)
+    );
 }
 
 #[test]
@@ -460,7 +476,10 @@ fn render_options_export_facade_units() {
             .expect("buckets"),
     );
     let text = prometheus::render_with(&registry.snapshot(), &options);
-    assert!(text.contains("job_duration_seconds_bucket{le=\"1\"} 1\n"), "{text}");
+    assert!(
+        text.contains("job_duration_seconds_bucket{le=\"1\"} 1\n"),
+        "{text}"
+    );
     assert!(text.contains("job_duration_seconds_sum 2\n"), "{text}");
     assert!(text.contains("unscaled_sum 3\n"), "{text}");
     assert!(text.contains("jobs_total 2\n"), "{text}");

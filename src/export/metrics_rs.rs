@@ -405,16 +405,17 @@ impl metrics::HistogramFn for HistogramHandle {
 
 // === thread caches ===
 
-/// Passes `Key`'s precomputed hash through (its `Hash` impl writes exactly one `u64`).
+/// Keys are `Key::get_hash()` already (a hash computed once per key, at compile time for
+/// static keys).
 #[derive(Default)]
-struct KeyHashPassThrough(u64);
+struct IdentityHasher(u64);
 
-impl Hasher for KeyHashPassThrough {
+impl Hasher for IdentityHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Not used by `Key`; fold anything else in so the hasher stays correct.
+        // Only `write_u64` is used; fold anything else in so the hasher stays correct.
         for &b in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
@@ -424,7 +425,60 @@ impl Hasher for KeyHashPassThrough {
     }
 }
 
-type KeyMap<H> = HashMap<Key, Arc<H>, BuildHasherDefault<KeyHashPassThrough>>;
+/// The handles cached under one key hash: almost always one, more only on a hash collision.
+struct Bucket<H> {
+    first: (Key, Arc<H>),
+    rest: Vec<(Key, Arc<H>)>,
+}
+
+type KeyMap<H> = HashMap<u64, Bucket<H>, BuildHasherDefault<IdentityHasher>>;
+
+/// `a == b`, without comparing strings when both keys share their name and label storage (a
+/// static key and its cached clone do).
+#[inline]
+fn same_key(a: &Key, b: &Key) -> bool {
+    if a.get_hash() != b.get_hash() {
+        return false;
+    }
+    // Fat-pointer equality: same address and same length.
+    if std::ptr::eq(a.name(), b.name())
+        && std::ptr::eq(a.labels().as_slice(), b.labels().as_slice())
+    {
+        return true;
+    }
+    a == b
+}
+
+fn lookup<H>(map: &KeyMap<H>, key: &Key) -> Option<Arc<H>> {
+    let bucket = map.get(&key.get_hash())?;
+    if same_key(&bucket.first.0, key) {
+        return Some(bucket.first.1.clone());
+    }
+    bucket
+        .rest
+        .iter()
+        .find(|(k, _)| same_key(k, key))
+        .map(|(_, h)| h.clone())
+}
+
+fn insert<H>(map: &mut KeyMap<H>, key: &Key, handle: Arc<H>) {
+    if map.len() >= THREAD_CACHE_LIMIT {
+        map.clear();
+    }
+    let entry = (key.clone(), handle);
+    match map.get_mut(&key.get_hash()) {
+        Some(bucket) => bucket.rest.push(entry),
+        None => {
+            map.insert(
+                key.get_hash(),
+                Bucket {
+                    first: entry,
+                    rest: Vec::new(),
+                },
+            );
+        }
+    }
+}
 
 /// One thread's cached handles for one recorder.
 struct ThreadCache {
@@ -490,18 +544,13 @@ fn with_thread_cache<R>(inner: &Arc<Inner>, f: impl FnOnce(&mut ThreadCache) -> 
 /// The handle for `key` from this thread's cache, or made by `make` and cached.
 #[inline]
 fn cached<H: Cached>(inner: &Arc<Inner>, key: &Key, make: impl FnOnce() -> H) -> Arc<H> {
-    if let Some(Some(hit)) = with_thread_cache(inner, |c| H::map(c).get(key).cloned()) {
+    if let Some(Some(hit)) = with_thread_cache(inner, |c| lookup(H::map(c), key)) {
         return hit;
     }
-    // Resolve outside the cache borrow: registration takes the registry's locks.
+    // Resolve outside the cache borrow: registration takes the registry's locks. A key that
+    // raced in meanwhile (only through re-entrancy) is simply cached twice in the bucket.
     let handle = Arc::new(make());
-    with_thread_cache(inner, |c| {
-        let map = H::map(c);
-        if map.len() >= THREAD_CACHE_LIMIT {
-            map.clear();
-        }
-        map.insert(key.clone(), handle.clone());
-    });
+    with_thread_cache(inner, |c| insert(H::map(c), key, handle.clone()));
     handle
 }
 
@@ -785,7 +834,10 @@ impl Inner {
             }
         };
         let unit = unit_for(family, unit);
-        let layout = self.options.layout.filter(|_| M::KIND == MetricKind::Histogram);
+        let layout = self
+            .options
+            .layout
+            .filter(|_| M::KIND == MetricKind::Histogram);
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let describe = |with_schema: bool| {
             let mut d = self.registry.describe(family, &help);
@@ -946,7 +998,10 @@ mod tests {
             unit_for("latency_seconds", Some(Unit::Seconds)),
             Some("seconds")
         );
-        assert_eq!(unit_for("sent_bytes_total", Some(Unit::Bytes)), Some("bytes"));
+        assert_eq!(
+            unit_for("sent_bytes_total", Some(Unit::Bytes)),
+            Some("bytes")
+        );
         assert_eq!(unit_for("latency", Some(Unit::Seconds)), None);
         assert_eq!(unit_for("xseconds", Some(Unit::Seconds)), None);
         assert_eq!(unit_for("items_count", Some(Unit::Count)), None);
@@ -956,7 +1011,14 @@ mod tests {
     #[test]
     fn scales_are_checked() {
         assert!(check_scale(1e9).is_ok());
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-320, f64::MIN_POSITIVE / 4.0] {
+        for bad in [
+            0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            1e-320,
+            f64::MIN_POSITIVE / 4.0,
+        ] {
             assert!(check_scale(bad).is_err(), "{bad}");
         }
     }
