@@ -26,7 +26,7 @@
 //!
 //! | facade | weir |
 //! | --- | --- |
-//! | `counter!` | [`Counter`] (`increment` adds; `absolute` raises the total to the value, never lowers it) |
+//! | `counter!` | [`Counter`] (`increment` adds; `absolute` raises the total to the value, never lowers it, under a process-wide lock: it is meant for mirroring an external counter) |
 //! | `gauge!` | [`FloatGauge`] (`increment`, `decrement`, `set`) |
 //! | `histogram!` | [`Histogram`], values scaled and rounded to `u64` (see *Histograms*) |
 //!
@@ -71,6 +71,7 @@
 //!
 //! `weir_metrics_rs_rejected_total` (label `reason`: `negative`, `nan`, `infinite`, `conflict`)
 //! is registered when the recorder is built, so its series read 0 until something is dropped.
+//! The facade's metadata (target, level, module path) is ignored: every metric is recorded.
 //!
 //! # Cost
 //!
@@ -83,7 +84,8 @@
 //! registry (lock-free lookups; a mutex only when a family or series is created). Each thread's
 //! cache holds at most 4,096 keys per kind and recorder, and is emptied when it would grow past
 //! that (keys with unbounded label values stay correct, only slower). Cached handles are freed
-//! when the thread exits. See `docs/benchmarks.md` for measurements against `metrics-util`'s
+//! when the thread exits; those of a dropped recorder also when the thread next meets another
+//! recorder. See `docs/benchmarks.md` for measurements against `metrics-util`'s
 //! registry.
 #![forbid(unsafe_code)]
 
