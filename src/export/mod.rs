@@ -6,12 +6,15 @@
 //! - [`prometheus`]: the Prometheus text exposition format 0.0.4 and OpenMetrics 1.0 text.
 //! - `hlog` (cargo feature `hlog`): HdrHistogram interval logs of exact histogram deltas.
 //! - `http` (cargo feature `http`): a Prometheus scrape endpoint serving the published snapshot.
+//! - `metrics_rs` (cargo feature `metrics-rs`): a `metrics` facade recorder backed by a registry.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "hlog")]
 pub mod hlog;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "metrics-rs")]
+pub mod metrics_rs;
 pub mod prometheus;
 #[cfg(feature = "http")]
 pub use http::serve;

@@ -20,10 +20,7 @@ pub mod bulkhead;
 pub mod ratelimit;
 pub mod retry;
 mod rng;
-mod rng;
 pub mod shed;
-pub mod shed;
-pub mod timeout;
 pub mod timeout;
 
 pub use rng::Rng;
