@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example overload [-- --seconds N] [--seed S] [--quick]
-//!                                           [--limiter aimd|gradient2] [--out PATH]
+//!                                           [--limiter gradient2|aimd] [--out PATH]
 //! cargo test --example overload              # the qualitative result, in --quick mode
 //! ```
 //!
@@ -149,12 +149,12 @@ fn load_factor(f: f64) -> f64 {
 // === arguments ===
 
 const USAGE: &str = "\
-usage: overload [--seconds N] [--seed S] [--quick] [--limiter aimd|gradient2] [--out PATH]
+usage: overload [--seconds N] [--seed S] [--quick] [--limiter gradient2|aimd] [--out PATH]
 
   --seconds N      simulated seconds per scenario, 10..=86400 (default 300)
   --quick          60 simulated seconds per scenario (what the test runs)
   --seed S         seed of arrivals, service times and policy randomness (default 1)
-  --limiter L      weir's concurrency limit algorithm: aimd (default) or gradient2
+  --limiter L      weir's concurrency limit algorithm: gradient2 (default) or aimd
   --out PATH       where to write the SVG chart (default: target/overload.svg)
   -h, --help       print this help";
 
@@ -1324,12 +1324,15 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 bar.set_prefix(scenario.name());
                 let (seconds, seed) = (args.seconds, args.seed);
                 s.spawn(move || {
+                    // Without a terminal the bars are hidden: a line per tenth of the run.
                     let plain = !std::io::stderr().is_terminal();
+                    let mut tenth = 0;
                     let mut report = |p: &Progress| {
                         let secs = p.at.as_secs();
                         bar.set_position(secs);
                         bar.set_message(progress_message(p));
-                        if plain && (secs * 10).is_multiple_of(seconds.max(10)) {
+                        if plain && secs * 10 / seconds > tenth {
+                            tenth = secs * 10 / seconds;
                             eprintln!(
                                 "{:>6}: {secs:>5}/{seconds} simulated s  {}",
                                 scenario.name(),
