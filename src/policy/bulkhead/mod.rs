@@ -76,17 +76,8 @@ pub use hierarchy::{
 use metrics::Metrics;
 use state::{Enqueue, MAX_PERMITS, Release, Snapshot, Take, WAITERS_MAX};
 
-/// The condition variable waiters block on: std's, or loom's under `cfg(weir_loom)`.
-/// (`crate::sync` has no `Condvar` yet; this is the only one weir uses.)
-mod cv {
-    #[cfg(not(weir_loom))]
-    pub(crate) use std::sync::Condvar;
-
-    #[cfg(weir_loom)]
-    pub(crate) use loom::sync::Condvar;
-}
-
-use cv::Condvar;
+// The condition variable waiters block on: std's, or loom's under `cfg(weir_loom)`.
+use crate::sync::Condvar;
 
 /// A blocked waiter re-reads the clock at least this often, so a deadline on a clock that is
 /// moved by hand (a [`ManualClock`](crate::ManualClock)) is noticed within this much real time.
