@@ -9,8 +9,9 @@
 //! values `/route/{i / 100}` and `{200 + i % 100}`. Every counter series is incremented once;
 //! every histogram series records 100 values uniform in 1..2 ms (in nanoseconds, default
 //! layout), a narrow band that touches 3 pages of buckets. Two more registries have had 16
-//! threads, alive at once, record into every series, so each series has 16 per-thread cells
-//! (counters) or shards (histograms) to sum.
+//! threads, alive at once, record into every series, so each series has more per-thread state
+//! to sum: 17 cells per counter (this thread's and the 16 threads'), 16 shards per histogram
+//! (only the 16 threads record there).
 //!
 //! For each registry, `snapshot()` is called once to warm up, then repeatedly until at least
 //! `--millis` (default 1000) have passed and at least 10 snapshots were taken. The time of a
@@ -46,7 +47,8 @@ const MIN_ROUNDS: usize = 10;
 const USAGE: &str = "\
 usage: snapshot_cost [--millis N]
 
-  --millis N   minimum time spent timing each registry's snapshots, >= 1 (default 1000)
+  --millis N   minimum time of each measurement (a registry's snapshots, and each of the
+               two value-reading columns), >= 1 (default 1000)
   -h, --help   print this help";
 
 // === arguments ===
