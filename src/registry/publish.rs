@@ -5,9 +5,10 @@
 //! earlier snapshots, as one immutable [`Published`] value through `arc-swap`. Readers load it
 //! without a lock and without allocating; an old `Published` (and the snapshots only it holds)
 //! is freed when its last reader drops it. A thread that loads very often can keep a
-//! [`PublishedReader`] ([`Registry::reader`]): an `arc-swap` `Cache` that, while nothing new was
-//! published, answers with one relaxed pointer comparison instead of a full load. Windows are differences between the newest snapshot
-//! and the one taken a window ago (design idea 4): writers pay nothing for them.
+//! [`PublishedReader`] ([`Registry::reader`]): an `arc-swap` `Cache` that, while nothing new
+//! was published, answers with one relaxed pointer comparison instead of a full load. Windows
+//! are differences between the newest snapshot and the one taken a window ago (design idea 4):
+//! writers pay nothing for them.
 //!
 //! # Orderings
 //! `arc-swap`'s store and load give release/acquire publication: a reader that loads a
@@ -17,7 +18,8 @@
 //! load: equal pointers mean the cached `Arc` (acquired when it was cached) is still the newest,
 //! and no data is read through the relaxed load; on a difference it does a full load (acquire)
 //! and caches that. The cache holds a strong reference, so the cached value cannot be freed and
-//! its address reused while it is compared against (no ABA). The stop flag of a background refresher lives under a `std::sync::Mutex` with a `Condvar`.
+//! its address reused while it is compared against (no ABA). The stop flag of a background
+//! refresher lives under a `std::sync::Mutex` with a `Condvar`.
 
 use std::fmt;
 use std::ops::Deref;
@@ -186,7 +188,8 @@ impl Window<'_> {
 /// with the registry's current one, and does a full `arc-swap` load only when a newer view has
 /// been published since. It needs `&mut self`, so keep one per thread; it is `Send`, so it can
 /// be moved to that thread. A reader keeps the view it cached (and the history ring that view
-/// holds) alive until a `load` sees a newer one, or until it is dropped.
+/// holds) alive until a `load` sees a newer one, or until it is dropped, and it shares the
+/// registry's state as a `Registry` clone does.
 #[derive(Clone)]
 pub struct PublishedReader {
     cache: Cache<Source, Arc<Published>>,
@@ -283,7 +286,9 @@ impl Registry {
     ///
     /// A reader keeps the view it cached alive (with the history ring that view holds) until a
     /// `load` sees a newer one, or until it is dropped: a reader that stops loading pins that
-    /// memory. Values are as of the last refresh, as for [`published`](Self::published).
+    /// memory. Like a `Registry` clone, a reader keeps the registry's shared state alive; it
+    /// does not borrow the `Registry` it came from. Values are as of the last refresh, as for
+    /// [`published`](Self::published).
     ///
     /// ```
     /// let registry = weir::Registry::new();
