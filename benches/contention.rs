@@ -11,21 +11,40 @@
 //! - group `histogram`: `weir` (`Histogram::record`, with a reader thread taking a snapshot
 //!   every 10 ms), `hdr_recorder` (hdrhistogram `SyncHistogram` with a `Recorder` per thread
 //!   and a reader refreshing every 10 ms), `hdr_mutex` (`Mutex<hdrhistogram::Histogram>`).
+//! - group `snapshot`: read one counter value from a registry's published snapshot while a
+//!   republisher thread publishes a new one every 10 ms: `weir_load` (`Registry::published()`),
+//!   `weir_cached` (a per-thread `Registry::reader()`), `arcswap_load` (a raw
+//!   `ArcSwap<RegistrySnapshot>::load()`), `rwlock_read` (`RwLock<Arc<RegistrySnapshot>>`).
+//! - group `labeled_lookup`: look up one of a thread's 64 label pairs (drawn from a counter
+//!   family of 1,000 series) and add one: `weir` (`Family::with_series`), `hashmap_uncontended`
+//!   (a thread-private `HashMap<Vec<String>, u64>`, `get_mut` by borrowed key), `hashmap_rwlock`
+//!   (a shared `RwLock<HashMap<Vec<String>, Arc<AtomicU64>>>`, read lock, `get`, `fetch_add`).
 //!
 //! For a quick CSV scaling report over more thread counts, see `examples/contention.rs`.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex, PoisonError};
+use std::sync::{Arc, Barrier, Mutex, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::WallTime};
 use crossbeam_utils::CachePadded;
 use hdrhistogram::sync::SyncHistogram;
+use weir::{Counter, Family, Registry, RegistrySnapshot, Value};
 
 const THREADS: [usize; 3] = [1, 2, 4];
 const READ_EVERY: Duration = Duration::from_millis(10);
+const REPUBLISH_EVERY: Duration = Duration::from_millis(10);
+/// The lookup family: 10 methods x 100 codes ("200" to "299") = 1,000 series.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PROPFIND",
+];
+const SERIES: usize = METHODS.len() * 100;
+/// Label pairs each lookup thread cycles through (a power of two).
+const KEYS_PER_THREAD: usize = 64;
 
 /// Runs `iters` operations on each of `threads` threads after a common start, while `reader`
 /// (if any) runs on one more thread until the workers are done. `make(thread_index)` builds a
@@ -89,6 +108,11 @@ impl XorShift {
         x ^= x << 17;
         self.0 = x;
         ((u64::from(x as u32) * 1_000_000) >> 32) + 1
+    }
+
+    /// Uniform in `0..n`.
+    fn index(&mut self, n: usize) -> usize {
+        ((self.value() - 1) * n as u64 / 1_000_000) as usize
     }
 }
 
@@ -234,11 +258,254 @@ fn histogram(c: &mut Criterion) {
     group.finish();
 }
 
+// === registry: published snapshots and labeled lookups ===
+
+fn label_pair(i: usize) -> [String; 2] {
+    [
+        METHODS[i % METHODS.len()].to_string(),
+        (200 + i / METHODS.len()).to_string(),
+    ]
+}
+
+/// The series thread `thread` cycles through (the same draw as `examples/contention.rs`).
+fn thread_keys(thread: usize) -> Vec<usize> {
+    let mut rng = XorShift::new(thread);
+    (0..KEYS_PER_THREAD).map(|_| rng.index(SERIES)).collect()
+}
+
+/// A registry with the counter family `requests_total{method, code}`, all 1,000 series made,
+/// and the counter of the series that sorts first (the one the snapshot benches read).
+fn lookup_registry() -> (Registry, Family<Counter>, Counter) {
+    let registry = Registry::new();
+    let family = registry
+        .counter_family("requests_total", "Requests served", &["method", "code"])
+        .expect("a valid family");
+    for i in 0..SERIES {
+        let [method, code] = label_pair(i);
+        family
+            .with(&[&method, &code])
+            .expect("1,000 series are below the cardinality limit");
+    }
+    let snapshot = registry.snapshot();
+    let first: Vec<&str> = snapshot.families()[0].series[0]
+        .label_values
+        .iter()
+        .map(|v| &**v)
+        .collect();
+    let first = family.with(&first).expect("an existing series");
+    (registry, family, first)
+}
+
+/// What every snapshot bench reads: the first series of the first family, by position.
+#[inline(always)]
+fn first_value(snapshot: &RegistrySnapshot) -> u64 {
+    match snapshot.families()[0].series[0].value {
+        Value::Counter(v) => v,
+        _ => unreachable!("the first family holds counters"),
+    }
+}
+
+/// A republisher: every 10 ms until `done`, adds one to `first` and calls `publish`.
+fn republisher<'a>(first: &'a Counter, publish: impl Fn() + 'a) -> impl FnOnce(&AtomicBool) + 'a {
+    move |done| {
+        while !done.load(Ordering::Relaxed) {
+            thread::sleep(REPUBLISH_EVERY);
+            first.inc();
+            publish();
+        }
+    }
+}
+
+fn snapshot(c: &mut Criterion) {
+    let mut group = c.benchmark_group("snapshot");
+    quick(&mut group);
+    for threads in THREADS {
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_with_input(BenchmarkId::new("weir_load", threads), &threads, |b, &t| {
+            let (registry, _family, first) = lookup_registry();
+            registry.refresh_now();
+            b.iter_custom(|iters| {
+                let r = &registry;
+                let op = |_| {
+                    move || {
+                        black_box(first_value(&black_box(r).published()));
+                    }
+                };
+                let publish = || {
+                    r.refresh_now();
+                };
+                timed(t, iters, op, Some(republisher(&first, publish)))
+            });
+        });
+        group.bench_with_input(
+            BenchmarkId::new("weir_cached", threads),
+            &threads,
+            |b, &t| {
+                let (registry, _family, first) = lookup_registry();
+                registry.refresh_now();
+                b.iter_custom(|iters| {
+                    let r = &registry;
+                    let op = |_| {
+                        let mut reader = r.reader();
+                        move || {
+                            black_box(first_value(black_box(&mut reader).load()));
+                        }
+                    };
+                    let publish = || {
+                        r.refresh_now();
+                    };
+                    timed(t, iters, op, Some(republisher(&first, publish)))
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("arcswap_load", threads),
+            &threads,
+            |b, &t| {
+                let (registry, _family, first) = lookup_registry();
+                let current = ArcSwap::from_pointee(registry.snapshot());
+                b.iter_custom(|iters| {
+                    let (r, current) = (&registry, &current);
+                    let op = |_| {
+                        move || {
+                            black_box(first_value(&black_box(current).load()));
+                        }
+                    };
+                    let publish = || current.store(Arc::new(r.snapshot()));
+                    timed(t, iters, op, Some(republisher(&first, publish)))
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("rwlock_read", threads),
+            &threads,
+            |b, &t| {
+                let (registry, _family, first) = lookup_registry();
+                let current = RwLock::new(Arc::new(registry.snapshot()));
+                b.iter_custom(|iters| {
+                    let (r, current) = (&registry, &current);
+                    let op = |_| {
+                        move || {
+                            let guard = black_box(current)
+                                .read()
+                                .unwrap_or_else(PoisonError::into_inner);
+                            black_box(first_value(&guard));
+                        }
+                    };
+                    let publish = || {
+                        let fresh = Arc::new(r.snapshot());
+                        let old = std::mem::replace(
+                            &mut *current.write().unwrap_or_else(PoisonError::into_inner),
+                            fresh,
+                        );
+                        // Freed after the write lock is released.
+                        drop(old);
+                    };
+                    timed(t, iters, op, Some(republisher(&first, publish)))
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+fn labeled_lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("labeled_lookup");
+    quick(&mut group);
+    for threads in THREADS {
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_with_input(BenchmarkId::new("weir", threads), &threads, |b, &t| {
+            let (_registry, family, _first) = lookup_registry();
+            let pairs: Vec<[String; 2]> = (0..SERIES).map(label_pair).collect();
+            b.iter_custom(|iters| {
+                let (family, pairs) = (&family, &pairs);
+                let op = |i| {
+                    let keys: Vec<[&str; 2]> = thread_keys(i)
+                        .into_iter()
+                        .map(|k| [pairs[k][0].as_str(), pairs[k][1].as_str()])
+                        .collect();
+                    let mut k = 0;
+                    move || {
+                        let r = black_box(family).with_series(black_box(&keys[k]), |c| c.inc());
+                        black_box(r).ok();
+                        k = (k + 1) % KEYS_PER_THREAD;
+                    }
+                };
+                timed(t, iters, op, NO_READER)
+            });
+        });
+        group.bench_with_input(
+            BenchmarkId::new("hashmap_uncontended", threads),
+            &threads,
+            |b, &t| {
+                let pairs: Vec<Vec<String>> = (0..SERIES).map(|i| label_pair(i).to_vec()).collect();
+                b.iter_custom(|iters| {
+                    let pairs = &pairs;
+                    let op = |i| {
+                        let mut map: HashMap<Vec<String>, u64> =
+                            pairs.iter().map(|p| (p.clone(), 0)).collect();
+                        let keys: Vec<Vec<String>> = thread_keys(i)
+                            .into_iter()
+                            .map(|k| pairs[k].clone())
+                            .collect();
+                        let mut k = 0;
+                        move || {
+                            if let Some(v) =
+                                black_box(&mut map).get_mut(black_box(keys[k].as_slice()))
+                            {
+                                *v += 1;
+                            }
+                            k = (k + 1) % KEYS_PER_THREAD;
+                        }
+                    };
+                    timed(t, iters, op, NO_READER)
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("hashmap_rwlock", threads),
+            &threads,
+            |b, &t| {
+                let pairs: Vec<Vec<String>> = (0..SERIES).map(|i| label_pair(i).to_vec()).collect();
+                let shared: RwLock<HashMap<Vec<String>, Arc<AtomicU64>>> = RwLock::new(
+                    pairs
+                        .iter()
+                        .map(|p| (p.clone(), Arc::new(AtomicU64::new(0))))
+                        .collect(),
+                );
+                b.iter_custom(|iters| {
+                    let (pairs, shared) = (&pairs, &shared);
+                    let op = |i| {
+                        let keys: Vec<Vec<String>> = thread_keys(i)
+                            .into_iter()
+                            .map(|k| pairs[k].clone())
+                            .collect();
+                        let mut k = 0;
+                        move || {
+                            let map = black_box(shared)
+                                .read()
+                                .unwrap_or_else(PoisonError::into_inner);
+                            if let Some(c) = map.get(black_box(keys[k].as_slice())) {
+                                c.fetch_add(1, Ordering::Relaxed);
+                            }
+                            k = (k + 1) % KEYS_PER_THREAD;
+                        }
+                    };
+                    timed(t, iters, op, NO_READER)
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
 // What `criterion_group!` and `criterion_main!` expand to, written out: the macro's generated
 // `pub fn` would trip the crate's `missing_docs` lint.
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     counter(&mut c);
     histogram(&mut c);
+    snapshot(&mut c);
+    labeled_lookup(&mut c);
     c.final_summary();
 }

@@ -23,20 +23,46 @@
 //! - `base/hdr_recorder`: hdrhistogram's `SyncHistogram`, one `Recorder` per thread, a reader
 //!   thread calling `refresh` every 10 ms during the run.
 //! - `base/hdr_mutex`: one `Mutex<hdrhistogram::Histogram<u64>>`.
+//! - `weir/snapshot_load`: `Registry::published()` (an `arc-swap` load returning a guard), then
+//!   one counter value read from the snapshot, while a republisher thread adds one to that
+//!   counter and calls `refresh_now()` every 10 ms.
+//! - `weir/snapshot_cached`: the same read through a per-thread `Registry::reader()` (an
+//!   `arc-swap` `Cache`), with the same republisher.
+//! - `base/arcswap_load`: a raw `ArcSwap<RegistrySnapshot>::load()` and the same read, while the
+//!   republisher stores `Arc::new(registry.snapshot())` every 10 ms.
+//! - `base/rwlock_read`: `RwLock<Arc<RegistrySnapshot>>::read()` and the same read, while the
+//!   republisher takes the write lock to replace the `Arc` every 10 ms.
+//! - `weir/labeled_lookup`: `Family::with_series(&[method, code], |c| c.inc())` on a counter
+//!   family of 1,000 series (10 methods x 100 codes); each thread cycles through its own 64
+//!   label pairs, drawn at random (fixed seed) from the 1,000. The total over all series is
+//!   checked against the ops counted.
+//! - `base/hashmap_uncontended`: the same 64 keys per thread looked up in a thread-private
+//!   `HashMap<Vec<String>, u64>` holding all 1,000 keys (std hasher, as weir's families use),
+//!   `get_mut` by borrowed key (`&[String]`) and `+= 1`. No lock, nothing shared.
+//! - `base/hashmap_rwlock`: the same keys in one shared `RwLock<HashMap<Vec<String>,
+//!   Arc<AtomicU64>>>`: read lock, `get` by borrowed key, `fetch_add(1, Relaxed)`.
+//!
+//! The snapshot cases all read the same value the same way: the first series of the first
+//! family of a `RegistrySnapshot` of a registry holding that 1,000-series family (by position,
+//! not by name, so that the load is what differs between them).
 //!
 //! Histogram values come from a per-thread xorshift generator, uniform in `1..=1_000_000`; every
 //! histogram has weir's default layout (1 ns to 1 h, 3 significant digits). The histogram
-//! readers' snapshot counts and times are reported on stderr, so stdout is pure CSV.
+//! readers' snapshot counts and times, and the republishers' counts and times, are reported on
+//! stderr, so stdout is pure CSV.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex, PoisonError};
+use std::sync::{Arc, Barrier, Mutex, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 use hdrhistogram::sync::SyncHistogram;
+use weir::{Counter, Family, Registry, RegistrySnapshot, Value};
 
 /// Operations between two checks of the stop flag.
 const BATCH: u64 = 1024;
@@ -46,14 +72,31 @@ const READ_EVERY: Duration = Duration::from_millis(10);
 const LOWEST: u64 = 1;
 const HIGHEST: u64 = 3_600 * 1_000_000_000;
 const DIGITS: u8 = 3;
+/// How often the snapshot cases' republisher publishes a new snapshot.
+const REPUBLISH_EVERY: Duration = Duration::from_millis(10);
+/// Label values of the lookup family: 10 methods x 100 codes ("200" to "299") = 1,000 series.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PROPFIND",
+];
+const CODES: usize = 100;
+const SERIES: usize = METHODS.len() * CODES;
+/// Label pairs each lookup thread cycles through (a power of two).
+const KEYS_PER_THREAD: usize = 64;
 
-const CASES: [&str; 6] = [
+const CASES: [&str; 13] = [
     "weir/counter",
     "base/atomic_shared",
     "base/striped_padded",
     "weir/histogram",
     "base/hdr_recorder",
     "base/hdr_mutex",
+    "weir/snapshot_load",
+    "weir/snapshot_cached",
+    "base/arcswap_load",
+    "base/rwlock_read",
+    "weir/labeled_lookup",
+    "base/hashmap_uncontended",
+    "base/hashmap_rwlock",
 ];
 
 const USAGE: &str = "\
@@ -65,7 +108,9 @@ usage: contention [--threads LIST] [--millis N] [--filter S]
   -h, --help       print this help
 
 cases: weir/counter, base/atomic_shared, base/striped_padded,
-       weir/histogram, base/hdr_recorder, base/hdr_mutex
+       weir/histogram, base/hdr_recorder, base/hdr_mutex,
+       weir/snapshot_load, weir/snapshot_cached, base/arcswap_load, base/rwlock_read,
+       weir/labeled_lookup, base/hashmap_uncontended, base/hashmap_rwlock
 output (stdout): CSV case,threads,ops_per_sec,ns_per_op_per_thread";
 
 // === arguments ===
@@ -255,6 +300,11 @@ impl XorShift {
         self.0 = x;
         ((u64::from(x as u32) * 1_000_000) >> 32) + 1
     }
+
+    /// Uniform in `0..n` (`n` at most `u32::MAX`).
+    fn index(&mut self, n: usize) -> usize {
+        ((self.value() - 1) * n as u64 / 1_000_000) as usize
+    }
 }
 
 fn hdr() -> hdrhistogram::Histogram<u64> {
@@ -277,14 +327,15 @@ impl ReadStats {
         self.max = self.max.max(d);
     }
 
-    fn report(&self, case: &str, threads: usize) {
+    /// `who` took the snapshots: `"reader"` or `"republisher"`.
+    fn report(&self, case: &str, threads: usize, who: &str) {
         let mean = if self.reads == 0 {
             Duration::ZERO
         } else {
             self.total / self.reads
         };
         eprintln!(
-            "# {case},{threads}: reader took {} snapshots, mean {:.1} us, max {:.1} us",
+            "# {case},{threads}: {who} took {} snapshots, mean {:.1} us, max {:.1} us",
             self.reads,
             mean.as_secs_f64() * 1e6,
             self.max.as_secs_f64() * 1e6
@@ -303,6 +354,109 @@ impl Failures {
             self.0 += 1;
         }
     }
+}
+
+// === registry cases ===
+
+/// The label values (method, code) of series `i` of the lookup family.
+fn label_pair(i: usize) -> [String; 2] {
+    [
+        METHODS[i % METHODS.len()].to_string(),
+        (200 + i / METHODS.len()).to_string(),
+    ]
+}
+
+/// The series (indexes into `0..SERIES`) that thread `thread` cycles through: drawn at random,
+/// the same in every run and for every lookup case.
+fn thread_keys(thread: usize) -> Vec<usize> {
+    let mut rng = XorShift::new(thread);
+    (0..KEYS_PER_THREAD).map(|_| rng.index(SERIES)).collect()
+}
+
+/// A registry holding the counter family `requests_total{method, code}` with all its 1,000
+/// series created.
+fn lookup_registry() -> (Registry, Family<Counter>) {
+    let registry = Registry::new();
+    let family = registry
+        .counter_family("requests_total", "Requests served", &["method", "code"])
+        .expect("a valid family");
+    for i in 0..SERIES {
+        let [method, code] = label_pair(i);
+        family
+            .with(&[&method, &code])
+            .expect("1,000 series are below the cardinality limit");
+    }
+    (registry, family)
+}
+
+/// What every snapshot case reads: the value of the first series of the first family.
+#[inline(always)]
+fn first_value(snapshot: &RegistrySnapshot) -> u64 {
+    match snapshot.families()[0].series[0].value {
+        Value::Counter(v) => v,
+        _ => unreachable!("the first family holds counters"),
+    }
+}
+
+/// The counter behind [`first_value`] (the series that sorts first).
+fn first_counter(registry: &Registry, family: &Family<Counter>) -> Counter {
+    let snapshot = registry.snapshot();
+    let values: Vec<&str> = snapshot.families()[0].series[0]
+        .label_values
+        .iter()
+        .map(|v| &**v)
+        .collect();
+    family.with(&values).expect("an existing series")
+}
+
+/// Runs a snapshot case: `worker` on `threads` threads while a republisher, every 10 ms, adds
+/// one to the counter the workers read and calls `publish`. Afterwards the value read through
+/// `read_now` must equal the number of publications (each published the add before it).
+#[allow(clippy::too_many_arguments)]
+fn republishing<W, P, N>(
+    case: &str,
+    threads: usize,
+    millis: u64,
+    failures: &mut Failures,
+    first: &Counter,
+    worker: W,
+    publish: P,
+    read_now: N,
+) -> Run
+where
+    W: Fn(usize, &Ctx) -> (u64, Instant) + Sync,
+    P: Fn() + Sync,
+    N: Fn() -> u64,
+{
+    let mut stats = ReadStats::default();
+    let run = measure(
+        threads,
+        millis,
+        worker,
+        Some(|ctx: &Ctx| {
+            while !ctx.stopped() {
+                thread::sleep(REPUBLISH_EVERY);
+                first.inc();
+                let t = Instant::now();
+                publish();
+                stats.add(t.elapsed());
+            }
+        }),
+    );
+    stats.report(case, threads, "republisher");
+    failures.check(
+        case,
+        threads,
+        "published value",
+        read_now(),
+        u64::from(stats.reads),
+    );
+    run
+}
+
+/// Checks that the counters of a lookup case add up to the ops counted.
+fn check_total(failures: &mut Failures, case: &str, threads: usize, total: u64, run: &Run) {
+    failures.check(case, threads, "sum over all series", total, run.ops);
 }
 
 fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) -> Run {
@@ -372,7 +526,7 @@ fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) ->
                     }
                 }),
             );
-            stats.report(case, threads);
+            stats.report(case, threads, "reader");
             failures.check(
                 case,
                 threads,
@@ -417,7 +571,7 @@ fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) ->
                     }),
                 )
             };
-            stats.report(case, threads);
+            stats.report(case, threads, "reader");
             // Every recorder has been dropped: this collects all their samples.
             sync.refresh();
             failures.check(case, threads, "merged len()", sync.len(), run.ops);
@@ -445,6 +599,198 @@ fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) ->
                 .unwrap_or_else(PoisonError::into_inner)
                 .len();
             failures.check(case, threads, "len()", total, run.ops);
+            run
+        }
+        "weir/snapshot_load" => {
+            let (registry, family) = lookup_registry();
+            let first = first_counter(&registry, &family);
+            registry.refresh_now();
+            republishing(
+                case,
+                threads,
+                millis,
+                failures,
+                &first,
+                |_, ctx| {
+                    ctx.work(|| {
+                        black_box(first_value(&black_box(&registry).published()));
+                    })
+                },
+                || {
+                    registry.refresh_now();
+                },
+                || first_value(&registry.published()),
+            )
+        }
+        "weir/snapshot_cached" => {
+            let (registry, family) = lookup_registry();
+            let first = first_counter(&registry, &family);
+            registry.refresh_now();
+            republishing(
+                case,
+                threads,
+                millis,
+                failures,
+                &first,
+                |_, ctx| {
+                    let mut reader = registry.reader();
+                    ctx.work(|| {
+                        black_box(first_value(black_box(&mut reader).load()));
+                    })
+                },
+                || {
+                    registry.refresh_now();
+                },
+                || first_value(registry.reader().load()),
+            )
+        }
+        "base/arcswap_load" => {
+            let (registry, family) = lookup_registry();
+            let first = first_counter(&registry, &family);
+            let current = ArcSwap::from_pointee(registry.snapshot());
+            republishing(
+                case,
+                threads,
+                millis,
+                failures,
+                &first,
+                |_, ctx| {
+                    ctx.work(|| {
+                        black_box(first_value(&black_box(&current).load()));
+                    })
+                },
+                || current.store(Arc::new(registry.snapshot())),
+                || first_value(&current.load()),
+            )
+        }
+        "base/rwlock_read" => {
+            let (registry, family) = lookup_registry();
+            let first = first_counter(&registry, &family);
+            let current = RwLock::new(Arc::new(registry.snapshot()));
+            republishing(
+                case,
+                threads,
+                millis,
+                failures,
+                &first,
+                |_, ctx| {
+                    ctx.work(|| {
+                        let guard = black_box(&current)
+                            .read()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        black_box(first_value(&guard));
+                    })
+                },
+                || {
+                    let fresh = Arc::new(registry.snapshot());
+                    let old = std::mem::replace(
+                        &mut *current.write().unwrap_or_else(PoisonError::into_inner),
+                        fresh,
+                    );
+                    // The old snapshot is freed after the write lock is released.
+                    drop(old);
+                },
+                || first_value(&current.read().unwrap_or_else(PoisonError::into_inner)),
+            )
+        }
+        "weir/labeled_lookup" => {
+            let (registry, family) = lookup_registry();
+            let pairs: Vec<[String; 2]> = (0..SERIES).map(label_pair).collect();
+            let run = measure(
+                threads,
+                millis,
+                |i, ctx| {
+                    let keys: Vec<[&str; 2]> = thread_keys(i)
+                        .into_iter()
+                        .map(|k| [pairs[k][0].as_str(), pairs[k][1].as_str()])
+                        .collect();
+                    let mut k = 0;
+                    ctx.work(|| {
+                        // An error (none is possible here) would show in the total check.
+                        let r = black_box(&family).with_series(black_box(&keys[k]), |c| c.inc());
+                        black_box(r).ok();
+                        k = (k + 1) % KEYS_PER_THREAD;
+                    })
+                },
+                no_reader,
+            );
+            let total = registry.snapshot().family("requests_total").map_or(0, |f| {
+                f.series
+                    .iter()
+                    .map(|s| match s.value {
+                        Value::Counter(v) => v,
+                        _ => 0,
+                    })
+                    .sum()
+            });
+            check_total(failures, case, threads, total, &run);
+            run
+        }
+        "base/hashmap_uncontended" => {
+            let pairs: Vec<Vec<String>> = (0..SERIES).map(|i| label_pair(i).to_vec()).collect();
+            let total = AtomicU64::new(0);
+            let run = measure(
+                threads,
+                millis,
+                |i, ctx| {
+                    let mut map: HashMap<Vec<String>, u64> =
+                        pairs.iter().map(|p| (p.clone(), 0)).collect();
+                    let keys: Vec<Vec<String>> = thread_keys(i)
+                        .into_iter()
+                        .map(|k| pairs[k].clone())
+                        .collect();
+                    let mut k = 0;
+                    let done = ctx.work(|| {
+                        if let Some(v) = black_box(&mut map).get_mut(black_box(keys[k].as_slice()))
+                        {
+                            *v += 1;
+                        }
+                        k = (k + 1) % KEYS_PER_THREAD;
+                    });
+                    total.fetch_add(map.values().sum(), Ordering::Relaxed);
+                    done
+                },
+                no_reader,
+            );
+            check_total(failures, case, threads, total.into_inner(), &run);
+            run
+        }
+        "base/hashmap_rwlock" => {
+            let pairs: Vec<Vec<String>> = (0..SERIES).map(|i| label_pair(i).to_vec()).collect();
+            let shared: RwLock<HashMap<Vec<String>, Arc<AtomicU64>>> = RwLock::new(
+                pairs
+                    .iter()
+                    .map(|p| (p.clone(), Arc::new(AtomicU64::new(0))))
+                    .collect(),
+            );
+            let run = measure(
+                threads,
+                millis,
+                |i, ctx| {
+                    let keys: Vec<Vec<String>> = thread_keys(i)
+                        .into_iter()
+                        .map(|k| pairs[k].clone())
+                        .collect();
+                    let mut k = 0;
+                    ctx.work(|| {
+                        let map = black_box(&shared)
+                            .read()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        if let Some(c) = map.get(black_box(keys[k].as_slice())) {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                        k = (k + 1) % KEYS_PER_THREAD;
+                    })
+                },
+                no_reader,
+            );
+            let total = shared
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum();
+            check_total(failures, case, threads, total, &run);
             run
         }
         other => unreachable!("unknown case {other}"),

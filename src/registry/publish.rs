@@ -4,24 +4,33 @@
 //! [`Registry::spawn_refresher`]) builds a [`RegistrySnapshot`] and publishes it, with a ring of
 //! earlier snapshots, as one immutable [`Published`] value through `arc-swap`. Readers load it
 //! without a lock and without allocating; an old `Published` (and the snapshots only it holds)
-//! is freed when its last reader drops it. Windows are differences between the newest snapshot
-//! and the one taken a window ago (design idea 4): writers pay nothing for them.
+//! is freed when its last reader drops it. A thread that loads very often can keep a
+//! [`PublishedReader`] ([`Registry::reader`]): an `arc-swap` `Cache` that, while nothing new
+//! was published, answers with one relaxed pointer comparison instead of a full load. Windows
+//! are differences between the newest snapshot and the one taken a window ago (design idea 4):
+//! writers pay nothing for them.
 //!
 //! # Orderings
 //! `arc-swap`'s store and load give release/acquire publication: a reader that loads a
 //! `Published` sees it fully built. Refreshes are serialized by a mutex (held by refreshers
-//! only, never by readers or writers), so the ring is updated by one refresher at a time. The
-//! stop flag of a background refresher lives under a `std::sync::Mutex` with a `Condvar`.
+//! only, never by readers or writers), so the ring is updated by one refresher at a time.
+//! [`PublishedReader::load`] compares its cached pointer with the current one with a `Relaxed`
+//! load: equal pointers mean the cached `Arc` (acquired when it was cached) is still the newest,
+//! and no data is read through the relaxed load; on a difference it does a full load (acquire)
+//! and caches that. The cache holds a strong reference, so the cached value cannot be freed and
+//! its address reused while it is compared against (no ABA). The stop flag of a background
+//! refresher lives under a `std::sync::Mutex` with a `Condvar`.
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex as StdMutex};
 use std::thread;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::{ArcSwap, Cache, Guard};
 
-use super::Registry;
 use super::snapshot::{RegistrySnapshot, Value};
+use super::{Registry, RegistryInner};
 use crate::error::RegistryError;
 use crate::histogram::HistogramSnapshot;
 use crate::sync::{Mutex, lock};
@@ -172,6 +181,53 @@ impl Window<'_> {
     }
 }
 
+/// A per-thread, cached view of a registry's published snapshot, made by
+/// [`Registry::reader`] (which documents it with an example).
+///
+/// [`load`](Self::load) returns the cached `Arc<Published>` after one relaxed pointer comparison
+/// with the registry's current one, and does a full `arc-swap` load only when a newer view has
+/// been published since. It needs `&mut self`, so keep one per thread; it is `Send`, so it can
+/// be moved to that thread. A reader keeps the view it cached (and the history ring that view
+/// holds) alive until a `load` sees a newer one, or until it is dropped, and it shares the
+/// registry's state as a `Registry` clone does.
+#[derive(Clone)]
+pub struct PublishedReader {
+    cache: Cache<Source, Arc<Published>>,
+}
+
+/// The registry's published slot, owned through the registry's shared state so that a reader
+/// does not borrow the `Registry` it came from.
+#[derive(Clone)]
+struct Source(Arc<RegistryInner>);
+
+impl Deref for Source {
+    type Target = ArcSwap<Published>;
+    fn deref(&self) -> &ArcSwap<Published> {
+        &self.0.publish.current
+    }
+}
+
+impl PublishedReader {
+    /// The newest published view: the cached one if nothing was published since the last call
+    /// (a relaxed pointer comparison, no shared write), else a fresh `arc-swap` load, which is
+    /// then cached. The reference is valid until the next call.
+    #[inline]
+    #[must_use]
+    pub fn load(&mut self) -> &Arc<Published> {
+        self.cache.load()
+    }
+}
+
+impl fmt::Debug for PublishedReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The registry's current view: the cached one can only be read through `&mut self`.
+        let current = self.cache.arc_swap().load();
+        f.debug_struct("PublishedReader")
+            .field("current", &**current)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Stops and joins a background refresher when dropped (or with [`stop`](Self::stop)).
 #[derive(Debug)]
 pub struct RefresherHandle {
@@ -217,6 +273,41 @@ impl Registry {
     /// ```
     pub fn published(&self) -> Guard<Arc<Published>> {
         self.inner.publish.current.load()
+    }
+
+    /// A cached reader of the published view, for a thread that loads it very often.
+    ///
+    /// The reader's `load(&mut self) -> &Arc<Published>` returns the view it cached after one
+    /// relaxed pointer comparison with the registry's current one (no shared write, unlike
+    /// [`published`](Self::published), whose `arc-swap` load writes and clears a per-thread
+    /// debt slot), and does a full load only when a newer view has been published since. It
+    /// needs `&mut self`, so each thread should own its reader; a reader is `Send` and can be
+    /// moved to the thread that uses it.
+    ///
+    /// A reader keeps the view it cached alive (with the history ring that view holds) until a
+    /// `load` sees a newer one, or until it is dropped: a reader that stops loading pins that
+    /// memory. Like a `Registry` clone, a reader keeps the registry's shared state alive; it
+    /// does not borrow the `Registry` it came from. Values are as of the last refresh, as for
+    /// [`published`](Self::published).
+    ///
+    /// ```
+    /// let registry = weir::Registry::new();
+    /// let jobs = registry.counter("jobs_total", "Jobs run", &[])?;
+    /// let mut reader = registry.reader();
+    /// jobs.add(2);
+    /// registry.refresh_now();
+    /// assert_eq!(reader.load().counter("jobs_total", &[]), Some(2));
+    /// jobs.inc();
+    /// assert_eq!(reader.load().counter("jobs_total", &[]), Some(2)); // not refreshed yet
+    /// registry.refresh_now();
+    /// assert_eq!(reader.load().counter("jobs_total", &[]), Some(3));
+    /// # Ok::<(), weir::RegistryError>(())
+    /// ```
+    #[must_use]
+    pub fn reader(&self) -> PublishedReader {
+        PublishedReader {
+            cache: Cache::new(Source(self.inner.clone())),
+        }
     }
 
     /// The published view as an owned `Arc` (one reference-count increment).
@@ -277,5 +368,53 @@ impl Registry {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+#[cfg(all(test, not(weir_loom)))]
+mod reader_tests {
+    use super::*;
+
+    #[test]
+    fn reader_follows_refreshes_and_pins_only_its_view() {
+        let registry = Registry::new();
+        let jobs = registry.counter("jobs_total", "Jobs", &[]).unwrap();
+        let mut reader = registry.reader();
+        assert_eq!(reader.load().counter("jobs_total", &[]), None);
+        jobs.add(5);
+        let first = registry.refresh_now();
+        assert!(Arc::ptr_eq(reader.load(), &first));
+        assert_eq!(reader.load().counter("jobs_total", &[]), Some(5));
+        jobs.inc();
+        let second = registry.refresh_now();
+        // The reader still holds `first` until it loads again.
+        assert_eq!(Arc::strong_count(&first), 2); // `first` and the reader's cache
+        assert!(Arc::ptr_eq(reader.load(), &second));
+        assert_eq!(Arc::strong_count(&first), 1);
+        assert_eq!(reader.load().counter("jobs_total", &[]), Some(6));
+    }
+
+    #[test]
+    fn reader_is_send_and_sees_refreshes_from_another_thread() {
+        fn assert_send<T: Send>(_: &T) {}
+        let registry = Registry::new();
+        let jobs = registry.counter("jobs_total", "Jobs", &[]).unwrap();
+        let reader = registry.reader();
+        assert_send(&reader);
+        let seen = thread::scope(|s| {
+            let t = s.spawn(move || {
+                let mut reader = reader;
+                loop {
+                    if let Some(n) = reader.load().counter("jobs_total", &[]) {
+                        return n;
+                    }
+                    thread::yield_now();
+                }
+            });
+            jobs.add(7);
+            registry.refresh_now();
+            t.join().unwrap()
+        });
+        assert_eq!(seen, 7);
     }
 }
