@@ -57,8 +57,8 @@ pub use histogram::{
     HistogramSnapshot,
 };
 pub use registry::{
-    Family, FamilySnapshot, MetricKind, Published, RefresherHandle, Registry, RegistrySnapshot,
-    Value, Window,
+    Family, FamilySnapshot, MetricKind, Published, PublishedReader, RefresherHandle, Registry,
+    RegistrySnapshot, Value, Window,
 };
 pub use window::{
     CounterWindow, HistogramWindow, MAX_WINDOW_SLOTS, RollingCounter, RollingHistogram, WindowError,

@@ -269,3 +269,30 @@ fn background_refresher_stops_on_drop() {
         Err(RegistryError::ZeroInterval)
     ));
 }
+
+#[test]
+fn label_hash_separates_values() {
+    let h = LabelHasher::new();
+    let a: &[&str] = &["ab", ""];
+    let b: &[&str] = &["a", "b"];
+    let c: &[&str] = &["", "ab"];
+    let d: &[&str] = &["abcdefgh", "i"];
+    let e: &[&str] = &["abcdefghi"];
+    let hashes = [h.hash(&a), h.hash(&b), h.hash(&c), h.hash(&d), h.hash(&e)];
+    for i in 0..hashes.len() {
+        for j in i + 1..hashes.len() {
+            assert_ne!(hashes[i], hashes[j], "{i} and {j} collide");
+        }
+    }
+    // Same values, same hash.
+    let a2: &[&str] = &["ab", ""];
+    assert_eq!(h.hash(&a), h.hash(&a2));
+    // Many distinct label sets spread over many distinct hashes.
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..10_000 {
+        let v = i.to_string();
+        let p: &[&str] = &["GET", &v];
+        seen.insert(h.hash(&p));
+    }
+    assert_eq!(seen.len(), 10_000);
+}
