@@ -158,11 +158,7 @@ impl<S> BulkheadService<S> {
         let acquire = match &mut self.acquire {
             Some(a) => a,
             None => {
-                self.deadline = self
-                    .bulkhead
-                    .clock()
-                    .now()
-                    .saturating_add(wait.max_wait);
+                self.deadline = self.bulkhead.clock().now().saturating_add(wait.max_wait);
                 let acquire = self
                     .bulkhead
                     .acquire_async_until(wait.priority, self.deadline);
