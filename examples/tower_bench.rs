@@ -19,6 +19,11 @@
 //! - `weir/retry_ratio_budget_metrics`: the same, recording weir's retry metrics into a
 //!   `Registry`.
 //!
+//! Two diagnostic cases split off the cost of reading the clock: the same as
+//! `weir/limiter_fixed` and `weir/retry_ratio_budget`, with every policy on a `ManualClock`
+//! that never moves (an atomic load instead of `clock_gettime`):
+//! `weir/limiter_fixed_manual_clock`, `weir/retry_ratio_budget_manual_clock`.
+//!
 //! No call is ever rejected or retried: the limits are far above the in-flight count (one per
 //! thread) and the service never fails.
 //!
@@ -48,20 +53,23 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 use weir::export::tower::{LimiterLayer, RetryPolicyAdapter};
 use weir::policy::retry::{RatioBudget, RetryPolicy};
 use weir::policy::shed::{Aimd, FixedLimit, Limiter};
+use weir::{ManualClock, SharedClock};
 
 /// Calls between two checks of the stop flag.
 const BATCH: u64 = 1024;
 /// The concurrency limit of the limiter cases (never reached).
 const LIMIT: u32 = 1024;
 
-const CASES: [&str; 7] = [
+const CASES: [&str; 9] = [
     "bare",
     "tower/concurrency_limit",
     "weir/limiter_fixed",
     "weir/limiter_aimd",
+    "weir/limiter_fixed_manual_clock",
     "tower/retry_tps_budget",
     "weir/retry_ratio_budget",
     "weir/retry_ratio_budget_metrics",
+    "weir/retry_ratio_budget_manual_clock",
 ];
 
 const USAGE: &str = "\
@@ -73,7 +81,8 @@ usage: tower_bench [--threads LIST] [--millis N] [--filter S]
   -h, --help       print this help
 
 cases: bare, tower/concurrency_limit, weir/limiter_fixed, weir/limiter_aimd,
-       tower/retry_tps_budget, weir/retry_ratio_budget, weir/retry_ratio_budget_metrics
+       weir/limiter_fixed_manual_clock, tower/retry_tps_budget, weir/retry_ratio_budget,
+       weir/retry_ratio_budget_metrics, weir/retry_ratio_budget_manual_clock
 output (stdout): CSV case,threads,ops_per_sec,ns_per_op_per_thread";
 
 // === arguments ===
@@ -151,15 +160,27 @@ impl<Req: Clone, Res, E> Policy<Req, Res, E> for TpsPolicy {
     }
 }
 
-fn ratio_budget() -> Arc<RatioBudget> {
-    // Finagle's defaults, which are tower's: 10 s, 10 retries per second, 20%.
-    Arc::new(RatioBudget::builder().build().expect("default budget"))
+/// A clock that never moves: reading it is one atomic load.
+fn frozen() -> SharedClock {
+    Arc::new(ManualClock::new())
 }
 
-fn weir_retry(registry: Option<&weir::Registry>) -> RetryPolicyAdapter {
-    let mut b = RetryPolicy::builder().budget(ratio_budget());
+fn ratio_budget(clock: Option<SharedClock>) -> Arc<RatioBudget> {
+    // Finagle's defaults, which are tower's: 10 s, 10 retries per second, 20%.
+    let mut b = RatioBudget::builder();
+    if let Some(c) = clock {
+        b = b.clock(c);
+    }
+    Arc::new(b.build().expect("default budget"))
+}
+
+fn weir_retry(registry: Option<&weir::Registry>, clock: Option<SharedClock>) -> RetryPolicyAdapter {
+    let mut b = RetryPolicy::builder().budget(ratio_budget(clock.clone()));
     if let Some(r) = registry {
         b = b.registry(r).name("bench");
+    }
+    if let Some(c) = clock {
+        b = b.clock(c);
     }
     RetryPolicyAdapter::new(Arc::new(b.build().expect("retry policy")))
 }
@@ -247,17 +268,31 @@ fn run_case(case: &str, threads: usize, millis: u64) -> Run {
                 millis,
             )
         }
+        "weir/limiter_fixed_manual_clock" => {
+            let limiter = Limiter::builder(FixedLimit::new(LIMIT))
+                .clock(frozen())
+                .build()
+                .expect("limiter");
+            run(LimiterLayer::new(limiter).layer(inner()), threads, millis)
+        }
         "tower/retry_tps_budget" => {
             let policy = TpsPolicy {
                 budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
             };
             run(Retry::new(policy, inner()), threads, millis)
         }
-        "weir/retry_ratio_budget" => run(Retry::new(weir_retry(None), inner()), threads, millis),
+        "weir/retry_ratio_budget" => {
+            run(Retry::new(weir_retry(None, None), inner()), threads, millis)
+        }
+        "weir/retry_ratio_budget_manual_clock" => run(
+            Retry::new(weir_retry(None, Some(frozen())), inner()),
+            threads,
+            millis,
+        ),
         "weir/retry_ratio_budget_metrics" => {
             let registry = weir::Registry::new();
             run(
-                Retry::new(weir_retry(Some(&registry)), inner()),
+                Retry::new(weir_retry(Some(&registry), None), inner()),
                 threads,
                 millis,
             )
