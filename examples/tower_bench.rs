@@ -17,7 +17,10 @@
 //!   `RetryPolicy` with a `RatioBudget` (Finagle's and tower's budget: 10 s, 10 per second,
 //!   20%): each request deposits, is classified, and reports its success;
 //! - `weir/retry_ratio_budget_metrics`: the same, recording weir's retry metrics into a
-//!   `Registry`.
+//!   `Registry`;
+//! - `weir/retry_ratio_budget_static`: the same as `weir/retry_ratio_budget` with the policy
+//!   as a `&'static RetryPolicy` instead of an `Arc` (tower clones the policy for every
+//!   request: no shared reference count to increment and decrement).
 //!
 //! Two diagnostic cases split off the cost of reading the clock: the same as
 //! `weir/limiter_fixed` and `weir/retry_ratio_budget`, with every policy on a `ManualClock`
@@ -60,7 +63,7 @@ const BATCH: u64 = 1024;
 /// The concurrency limit of the limiter cases (never reached).
 const LIMIT: u32 = 1024;
 
-const CASES: [&str; 9] = [
+const CASES: [&str; 10] = [
     "bare",
     "tower/concurrency_limit",
     "weir/limiter_fixed",
@@ -69,6 +72,7 @@ const CASES: [&str; 9] = [
     "tower/retry_tps_budget",
     "weir/retry_ratio_budget",
     "weir/retry_ratio_budget_metrics",
+    "weir/retry_ratio_budget_static",
     "weir/retry_ratio_budget_manual_clock",
 ];
 
@@ -82,7 +86,8 @@ usage: tower_bench [--threads LIST] [--millis N] [--filter S]
 
 cases: bare, tower/concurrency_limit, weir/limiter_fixed, weir/limiter_aimd,
        weir/limiter_fixed_manual_clock, tower/retry_tps_budget, weir/retry_ratio_budget,
-       weir/retry_ratio_budget_metrics, weir/retry_ratio_budget_manual_clock
+       weir/retry_ratio_budget_metrics, weir/retry_ratio_budget_static,
+       weir/retry_ratio_budget_manual_clock
 output (stdout): CSV case,threads,ops_per_sec,ns_per_op_per_thread";
 
 // === arguments ===
@@ -174,7 +179,7 @@ fn ratio_budget(clock: Option<SharedClock>) -> Arc<RatioBudget> {
     Arc::new(b.build().expect("default budget"))
 }
 
-fn weir_retry(registry: Option<&weir::Registry>, clock: Option<SharedClock>) -> RetryPolicyAdapter {
+fn weir_retry(registry: Option<&weir::Registry>, clock: Option<SharedClock>) -> RetryPolicy {
     let mut b = RetryPolicy::builder().budget(ratio_budget(clock.clone()));
     if let Some(r) = registry {
         b = b.registry(r).name("bench");
@@ -182,7 +187,11 @@ fn weir_retry(registry: Option<&weir::Registry>, clock: Option<SharedClock>) -> 
     if let Some(c) = clock {
         b = b.clock(c);
     }
-    RetryPolicyAdapter::new(Arc::new(b.build().expect("retry policy")))
+    b.build().expect("retry policy")
+}
+
+fn arc_adapter(policy: RetryPolicy) -> RetryPolicyAdapter {
+    RetryPolicyAdapter::new(Arc::new(policy))
 }
 
 // === the loop ===
@@ -281,18 +290,29 @@ fn run_case(case: &str, threads: usize, millis: u64) -> Run {
             };
             run(Retry::new(policy, inner()), threads, millis)
         }
-        "weir/retry_ratio_budget" => {
-            run(Retry::new(weir_retry(None, None), inner()), threads, millis)
+        "weir/retry_ratio_budget" => run(
+            Retry::new(arc_adapter(weir_retry(None, None)), inner()),
+            threads,
+            millis,
+        ),
+        "weir/retry_ratio_budget_static" => {
+            // Leaked once per run (a few hundred bytes): a process-lifetime policy.
+            let policy: &'static RetryPolicy = Box::leak(Box::new(weir_retry(None, None)));
+            run(
+                Retry::new(RetryPolicyAdapter::new(policy), inner()),
+                threads,
+                millis,
+            )
         }
         "weir/retry_ratio_budget_manual_clock" => run(
-            Retry::new(weir_retry(None, Some(frozen())), inner()),
+            Retry::new(arc_adapter(weir_retry(None, Some(frozen()))), inner()),
             threads,
             millis,
         ),
         "weir/retry_ratio_budget_metrics" => {
             let registry = weir::Registry::new();
             run(
-                Retry::new(weir_retry(Some(&registry), None), inner()),
+                Retry::new(arc_adapter(weir_retry(Some(&registry), None)), inner()),
                 threads,
                 millis,
             )

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -65,16 +66,21 @@ use crate::policy::retry::{GiveUpReason, Outcome, RetryDecision, RetryPolicy, Re
 /// A retry with a non-zero delay sleeps on a tokio timer, created when the retry is decided
 /// (while tower's response future is polled): outside a tokio runtime with the time driver
 /// enabled, tokio panics there, as it does for every timer.
-pub struct RetryPolicyAdapter<C = ErrorIsFailure, X = KeepLastResult> {
-    policy: Arc<RetryPolicy>,
+pub struct RetryPolicyAdapter<C = ErrorIsFailure, X = KeepLastResult, P = Arc<RetryPolicy>> {
+    policy: P,
     classify: C,
     exhausted: X,
     request: Option<RetryRequest>,
 }
 
-impl RetryPolicyAdapter {
-    /// An adapter around `policy` (shared by every clone) with the default classifier.
-    pub fn new(policy: Arc<RetryPolicy>) -> RetryPolicyAdapter {
+impl<P> RetryPolicyAdapter<ErrorIsFailure, KeepLastResult, P>
+where
+    P: Deref<Target = RetryPolicy> + Clone,
+{
+    /// An adapter around `policy`, with the default classifier: an `Arc<RetryPolicy>`, or a
+    /// `&'static RetryPolicy` (which spares every request the reference count's increment and
+    /// decrement on a cache line that all threads share).
+    pub fn new(policy: P) -> Self {
         RetryPolicyAdapter {
             policy,
             classify: ErrorIsFailure,
@@ -84,10 +90,10 @@ impl RetryPolicyAdapter {
     }
 }
 
-impl<C, X> RetryPolicyAdapter<C, X> {
+impl<C, X, P> RetryPolicyAdapter<C, X, P> {
     /// Replaces the classifier: a `Fn(Result<&Res, &E>) -> Option<Outcome<'static>>` (or any
     /// [`Classify`]); `None` means success.
-    pub fn classify<C2>(self, classify: C2) -> RetryPolicyAdapter<C2, X> {
+    pub fn classify<C2>(self, classify: C2) -> RetryPolicyAdapter<C2, X, P> {
         RetryPolicyAdapter {
             policy: self.policy,
             classify,
@@ -100,7 +106,7 @@ impl<C, X> RetryPolicyAdapter<C, X> {
     /// error) with `Err(f(exhausted))`. With a weir stack below the retry layer (`E` is
     /// [`Error<_>`](super::Error)), pass `Error::from`; with boxed errors,
     /// `|e| Box::new(e) as BoxError`.
-    pub fn on_budget_exhausted<X2>(self, f: X2) -> RetryPolicyAdapter<C, X2> {
+    pub fn on_budget_exhausted<X2>(self, f: X2) -> RetryPolicyAdapter<C, X2, P> {
         RetryPolicyAdapter {
             policy: self.policy,
             classify: self.classify,
@@ -110,7 +116,7 @@ impl<C, X> RetryPolicyAdapter<C, X> {
     }
 
     /// The weir policy.
-    pub fn policy(&self) -> &Arc<RetryPolicy> {
+    pub fn policy(&self) -> &P {
         &self.policy
     }
 
@@ -120,7 +126,7 @@ impl<C, X> RetryPolicyAdapter<C, X> {
     }
 }
 
-impl<C: Clone, X: Clone> Clone for RetryPolicyAdapter<C, X> {
+impl<C: Clone, X: Clone, P: Clone> Clone for RetryPolicyAdapter<C, X, P> {
     fn clone(&self) -> Self {
         RetryPolicyAdapter {
             policy: self.policy.clone(),
@@ -131,18 +137,19 @@ impl<C: Clone, X: Clone> Clone for RetryPolicyAdapter<C, X> {
     }
 }
 
-impl<C, X> fmt::Debug for RetryPolicyAdapter<C, X> {
+impl<C, X, P: Deref<Target = RetryPolicy>> fmt::Debug for RetryPolicyAdapter<C, X, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicyAdapter")
-            .field("policy", &self.policy)
+            .field("policy", &*self.policy)
             .field("request", &self.request)
             .finish_non_exhaustive()
     }
 }
 
-impl<Req, Res, E, C, X> Policy<Req, Res, E> for RetryPolicyAdapter<C, X>
+impl<Req, Res, E, C, X, P> Policy<Req, Res, E> for RetryPolicyAdapter<C, X, P>
 where
     Req: Clone,
+    P: Deref<Target = RetryPolicy>,
     C: Classify<Res, E, Option<Outcome<'static>>>,
     X: OnBudgetExhausted<Res, E>,
 {
