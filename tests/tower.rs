@@ -158,6 +158,22 @@ async fn retry_gives_up_at_max_attempts_and_on_non_retryable() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn retry_with_a_static_policy() {
+    let policy: &'static RetryPolicy = Box::leak(Box::new(
+        RetryPolicy::builder()
+            .max_attempts(3)
+            .backoff(backoff())
+            .clock(manual().1)
+            .build()
+            .unwrap(),
+    ));
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut svc = RetryLayer::new(RetryPolicyAdapter::new(policy)).layer(flaky(1, calls.clone()));
+    assert_eq!(svc.ready().await.unwrap().call(1).await, Ok(2));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_classifies_responses() {
     // `Ok(503)` is a failure to retry; `Ok(200)` a success.
     let calls = Arc::new(AtomicU32::new(0));
