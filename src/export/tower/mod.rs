@@ -18,7 +18,7 @@
 //!
 //! What a call's result teaches a policy is decided by a classifier ([`Classify`]): any
 //! `Fn(Result<&Res, &E>) -> O`, where `O` is what the policy learns (a
-//! [`shed::Outcome`](crate::policy::shed::Outcome) for the limiter, a
+//! [`shed::Outcome`] for the limiter, a
 //! [`breaker::Outcome`](crate::policy::breaker::Outcome) for the breaker, an
 //! `Option<`[`retry::Outcome`](crate::policy::retry::Outcome)`>` for retries). The default,
 //! [`ErrorIsFailure`], treats `Ok` as a success and `Err` as a failure.
@@ -76,7 +76,7 @@
 //! ```
 //!
 //! The [`RetryLayer`](::tower::retry::RetryLayer) is tower's own: [`RetryPolicyAdapter`]
-//! implements [`tower::retry::Policy`](::tower::retry::Policy), and its retry futures sleep the
+//! implements [`tower::retry::Policy`], and its retry futures sleep the
 //! weir backoff delay with `tokio::time::sleep` (tokio is a dependency of this feature for its
 //! timer only). Measurements against tower's `ConcurrencyLimit` and its `TpsBudget` retry are
 //! in `docs/benchmarks.md`; `docs/tower.md` says how the layers are meant to be stacked.
