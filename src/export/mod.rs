@@ -7,6 +7,8 @@
 //! - `hlog` (cargo feature `hlog`): HdrHistogram interval logs of exact histogram deltas.
 //! - `http` (cargo feature `http`): a Prometheus scrape endpoint serving the published snapshot.
 //! - `metrics_rs` (cargo feature `metrics-rs`): a `metrics` facade recorder backed by a registry.
+//! - `tower` (cargo feature `tower`): tower layers for retry, concurrency limits, circuit
+//!   breakers, bulkheads and rate limits, with typed rejections.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "hlog")]
@@ -16,5 +18,7 @@ pub mod http;
 #[cfg(feature = "metrics-rs")]
 pub mod metrics_rs;
 pub mod prometheus;
+#[cfg(feature = "tower")]
+pub mod tower;
 #[cfg(feature = "http")]
 pub use http::serve;
