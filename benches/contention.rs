@@ -20,6 +20,13 @@
 //!   (a thread-private `HashMap<Vec<String>, u64>`, `get_mut` by borrowed key), `hashmap_rwlock`
 //!   (a shared `RwLock<HashMap<Vec<String>, Arc<AtomicU64>>>`, read lock, `get`, `fetch_add`).
 //!
+//! - groups `budget`, `limiter`, `breaker`, `ratelimit`: one full admission decision per
+//!   operation, `weir` against `mutex` (the same logic guarded by one `std::sync::Mutex`), all
+//!   threads sharing one decision maker; group `clock`: `system_now`, the clock read those
+//!   decisions pay. What each does is documented in `examples/support/decisions.rs`, which
+//!   this bench shares with the example; every decision is set up to admit, and the bench
+//!   panics if one is refused or a permit is left in flight.
+//!
 //! For a quick CSV scaling report over more thread counts, see `examples/contention.rs`.
 
 use std::collections::HashMap;
@@ -34,6 +41,11 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement:
 use crossbeam_utils::CachePadded;
 use hdrhistogram::sync::SyncHistogram;
 use weir::{Counter, Family, Registry, RegistrySnapshot, Value};
+
+#[path = "../examples/support/decisions.rs"]
+mod decisions;
+
+use decisions::Decide;
 
 const THREADS: [usize; 3] = [1, 2, 4];
 const READ_EVERY: Duration = Duration::from_millis(10);
@@ -499,6 +511,84 @@ fn labeled_lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// Benches `make()`'s decision maker as `id` at every thread count of the current group.
+fn bench_decider<D: Decide>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    threads: usize,
+    make: fn() -> D,
+) {
+    group.bench_with_input(BenchmarkId::new(id, threads), &threads, |b, &t| {
+        let decider = make();
+        let refused = AtomicU64::new(0);
+        b.iter_custom(|iters| {
+            let (d, refused) = (&decider, &refused);
+            let op = |_| {
+                move || {
+                    if !black_box(d).decide() {
+                        // Relaxed: a count, read after the threads are joined.
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            };
+            timed(t, iters, op, NO_READER)
+        });
+        assert_eq!(refused.into_inner(), 0, "{id}: refused decisions");
+        if let Err(e) = decider.check() {
+            panic!("{id} at {threads} threads: {e}");
+        }
+    });
+}
+
+fn decisions(c: &mut Criterion) {
+    fn group<A: Decide, B: Decide>(
+        c: &mut Criterion,
+        name: &str,
+        weir: fn() -> A,
+        base: fn() -> B,
+    ) {
+        let mut group = c.benchmark_group(name);
+        quick(&mut group);
+        for threads in THREADS {
+            group.throughput(Throughput::Elements(threads as u64));
+            bench_decider(&mut group, "weir", threads, weir);
+            bench_decider(&mut group, "mutex", threads, base);
+        }
+        group.finish();
+    }
+    group(
+        c,
+        "budget",
+        decisions::WeirBudget::new,
+        decisions::MutexBudget::new,
+    );
+    group(
+        c,
+        "limiter",
+        decisions::WeirLimiter::new,
+        decisions::MutexLimiter::new,
+    );
+    group(
+        c,
+        "breaker",
+        decisions::WeirBreaker::new,
+        decisions::MutexBreaker::new,
+    );
+    group(
+        c,
+        "ratelimit",
+        decisions::WeirRatelimit::new,
+        decisions::MutexRatelimit::new,
+    );
+    let mut group = c.benchmark_group("clock");
+    quick(&mut group);
+    for threads in THREADS {
+        group.throughput(Throughput::Elements(threads as u64));
+        bench_decider(&mut group, "system_now", threads, decisions::ClockNow::new);
+    }
+    group.finish();
+}
+
 // What `criterion_group!` and `criterion_main!` expand to, written out: the macro's generated
 // `pub fn` would trip the crate's `missing_docs` lint.
 fn main() {
@@ -507,5 +597,6 @@ fn main() {
     histogram(&mut c);
     snapshot(&mut c);
     labeled_lookup(&mut c);
+    decisions(&mut c);
     c.final_summary();
 }

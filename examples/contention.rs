@@ -50,6 +50,23 @@
 //! histogram has weir's default layout (1 ns to 1 h, 3 significant digits). The histogram
 //! readers' snapshot counts and times, and the republishers' counts and times, are reported on
 //! stderr, so stdout is pure CSV.
+//!
+//! Decision cases (one op = one full decision on the admit path; settings and the exact work of
+//! each are documented in `examples/support/decisions.rs`, shared with the criterion bench):
+//! - `weir/budget`: `RatioBudget::deposit` then `try_withdraw` (a request that retries once).
+//! - `base/budget_mutex`: the same slot accounting in one `Mutex`, same two calls.
+//! - `weir/limiter`: `Limiter::try_acquire` then `Permit::success` (RTT to a `FixedLimit`).
+//! - `base/limiter_mutex`: in-flight count, limit and algorithm in one `Mutex`; same work.
+//! - `weir/breaker`: `CircuitBreaker::try_acquire` then `Permit::success` (lift's defaults).
+//! - `base/breaker_mutex`: the same state machine and window in one `Mutex`.
+//! - `weir/ratelimit`: `Gcra::try_acquire` on a quota that always admits.
+//! - `base/ratelimit_mutex`: the same GCRA arithmetic on a `Mutex<u64>`.
+//! - `base/clock_now`: the clock read alone (`SystemClock` behind a `SharedClock`), which every
+//!   case above pays (the budget cases twice).
+//!
+//! Every decision case is set up so that it always admits; a refused decision, or state left
+//! behind (permits in flight, a breaker not closed), is reported on stderr and makes the exit
+//! status 1, like a failed exactness check.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -63,6 +80,11 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 use hdrhistogram::sync::SyncHistogram;
 use weir::{Counter, Family, Registry, RegistrySnapshot, Value};
+
+#[path = "support/decisions.rs"]
+mod decisions;
+
+use decisions::Decide;
 
 /// Operations between two checks of the stop flag.
 const BATCH: u64 = 1024;
@@ -83,7 +105,7 @@ const SERIES: usize = METHODS.len() * CODES;
 /// Label pairs each lookup thread cycles through (a power of two).
 const KEYS_PER_THREAD: usize = 64;
 
-const CASES: [&str; 13] = [
+const CASES: [&str; 22] = [
     "weir/counter",
     "base/atomic_shared",
     "base/striped_padded",
@@ -97,6 +119,15 @@ const CASES: [&str; 13] = [
     "weir/labeled_lookup",
     "base/hashmap_uncontended",
     "base/hashmap_rwlock",
+    "weir/budget",
+    "base/budget_mutex",
+    "weir/limiter",
+    "base/limiter_mutex",
+    "weir/breaker",
+    "base/breaker_mutex",
+    "weir/ratelimit",
+    "base/ratelimit_mutex",
+    "base/clock_now",
 ];
 
 const USAGE: &str = "\
@@ -110,7 +141,10 @@ usage: contention [--threads LIST] [--millis N] [--filter S]
 cases: weir/counter, base/atomic_shared, base/striped_padded,
        weir/histogram, base/hdr_recorder, base/hdr_mutex,
        weir/snapshot_load, weir/snapshot_cached, base/arcswap_load, base/rwlock_read,
-       weir/labeled_lookup, base/hashmap_uncontended, base/hashmap_rwlock
+       weir/labeled_lookup, base/hashmap_uncontended, base/hashmap_rwlock,
+       weir/budget, base/budget_mutex, weir/limiter, base/limiter_mutex,
+       weir/breaker, base/breaker_mutex, weir/ratelimit, base/ratelimit_mutex,
+       base/clock_now
 output (stdout): CSV case,threads,ops_per_sec,ns_per_op_per_thread";
 
 // === arguments ===
@@ -354,6 +388,46 @@ impl Failures {
             self.0 += 1;
         }
     }
+
+    fn fail(&mut self, case: &str, threads: usize, what: &str) {
+        eprintln!("error: {case} at {threads} threads: {what}");
+        self.0 += 1;
+    }
+}
+
+/// Runs a decision case: every thread calls `decide` on the one shared `d`. Refusals are
+/// counted (every case is set up to admit, so any refusal is a failure), and the shared state
+/// is checked after the run.
+fn run_decision<D: Decide>(
+    case: &str,
+    threads: usize,
+    millis: u64,
+    d: D,
+    failures: &mut Failures,
+) -> Run {
+    let refused = AtomicU64::new(0);
+    let no_reader: Option<fn(&Ctx)> = None;
+    let run = measure(
+        threads,
+        millis,
+        |_, ctx| {
+            let mut mine = 0u64;
+            let r = ctx.work(|| {
+                if !black_box(&d).decide() {
+                    mine += 1;
+                }
+            });
+            // Relaxed: summed after the threads are joined.
+            refused.fetch_add(mine, Ordering::Relaxed);
+            r
+        },
+        no_reader,
+    );
+    failures.check(case, threads, "refused decisions", refused.into_inner(), 0);
+    if let Err(e) = d.check() {
+        failures.fail(case, threads, &e);
+    }
+    run
 }
 
 // === registry cases ===
@@ -461,6 +535,12 @@ fn check_total(failures: &mut Failures, case: &str, threads: usize, total: u64, 
 
 fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) -> Run {
     let no_reader: Option<fn(&Ctx)> = None;
+    // A decision case: `decision!(T)` runs `decisions::T::new()`.
+    macro_rules! decision {
+        ($t:ident) => {
+            run_decision(case, threads, millis, decisions::$t::new(), failures)
+        };
+    }
     match case {
         "weir/counter" => {
             let counter = weir::Counter::new();
@@ -793,6 +873,15 @@ fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) ->
             check_total(failures, case, threads, total, &run);
             run
         }
+        "weir/budget" => decision!(WeirBudget),
+        "base/budget_mutex" => decision!(MutexBudget),
+        "weir/limiter" => decision!(WeirLimiter),
+        "base/limiter_mutex" => decision!(MutexLimiter),
+        "weir/breaker" => decision!(WeirBreaker),
+        "base/breaker_mutex" => decision!(MutexBreaker),
+        "weir/ratelimit" => decision!(WeirRatelimit),
+        "base/ratelimit_mutex" => decision!(MutexRatelimit),
+        "base/clock_now" => decision!(ClockNow),
         other => unreachable!("unknown case {other}"),
     }
 }
@@ -843,7 +932,10 @@ fn main() -> ExitCode {
         }
     }
     if failures.0 > 0 {
-        eprintln!("error: {} exactness check(s) failed", failures.0);
+        eprintln!(
+            "error: {} exactness or decision check(s) failed",
+            failures.0
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -1,0 +1,636 @@
+//! One admission decision per call, for weir's policies and for `Mutex` baselines of the same
+//! logic: the `weir/budget` ... `base/ratelimit_mutex` cases of `examples/contention.rs` and the
+//! decision groups of `benches/contention.rs` (both include this file with `#[path]`).
+//!
+//! Every [`Decide::decide`] is one full decision on the admit path, as a request would make it,
+//! and every setting is chosen so that it always admits (so the admit path is what is timed,
+//! and a refusal is a measurement error the callers report):
+//!
+//! - budget: `deposit()` then `try_withdraw()` on a ratio budget (window 10 s in 10 slots,
+//!   ratio 1/1, a reserve of 100,000 retries per second): a request that fails once and
+//!   retries. weir: [`RatioBudget`]; base: the same generation-slot accounting in one `Mutex`.
+//!   The reserve changes no work (both sides always sum every slot); it is large because
+//!   weir's `try_withdraw` can refuse a retry that the balance covers when a thread is
+//!   preempted between reading the deposits and its compare-and-swap (it re-checks a fresh
+//!   retry count against the deposit sum it read before), and a 2-core machine shared with
+//!   other work preempts often: a small reserve would make the run fail its all-admitted
+//!   check for that reason.
+//! - limiter: `try_acquire()` then release as a success, the RTT fed to a [`FixedLimit`] of
+//!   1,000,000. weir: [`Limiter`]; base: `(in_flight, limit, algorithm)` in one `Mutex`.
+//! - breaker: `try_acquire()` then record a success, with lift's defaults (5 consecutive
+//!   failures, or a failure rate of 0.5 over a 300 s window of 10 buckets once it holds 10
+//!   calls; open 60 s; 3 probes). weir: [`CircuitBreaker`]; base: the state machine, the
+//!   consecutive-failure count and the bucketed window in one `Mutex`.
+//! - ratelimit: `try_acquire()` of one cell on a GCRA of 10^9 per second with a burst of 10^9
+//!   (an emission interval of 1 ns: it always admits). weir: [`Gcra`]; base: the TAT in one
+//!   `Mutex<u64>`, with the same arithmetic and the same `Decision`.
+//!
+//! Every case reads time from its own `SharedClock` holding a [`SystemClock`] (an
+//! `Arc<dyn Clock>`, one dynamic call and `Instant::elapsed`), so weir and its baseline pay the
+//! same clock cost; `base/clock_now` measures that read alone. Results are passed through
+//! `black_box`, so the compiler cannot drop the parts of a decision (a remaining count, a
+//! balance) that a caller would read.
+
+use std::hint::black_box;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use weir::policy::breaker::{self, CircuitBreaker, Recorded};
+use weir::policy::ratelimit::{self, Gcra, Quota};
+use weir::policy::retry::{RatioBudget, Withdrawal};
+use weir::policy::shed::{FixedLimit, LimitAlgorithm, Limiter, Sample};
+use weir::{SharedClock, SystemClock};
+
+/// One shared decision maker, called from every thread of a case.
+pub(crate) trait Decide: Sync {
+    /// Makes one full decision on the admit path; whether it admitted.
+    fn decide(&self) -> bool;
+
+    /// After a run: whether the shared state is what all-admitted decisions leave (permits all
+    /// released, breaker closed); an error message if not.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn system_clock() -> SharedClock {
+    Arc::new(SystemClock::new())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// === clock ===
+
+/// `base/clock_now`: one read of a `SharedClock` holding a `SystemClock`, the read every
+/// clocked decision below makes (the budget makes two).
+pub(crate) struct ClockNow(SharedClock);
+
+impl ClockNow {
+    pub(crate) fn new() -> ClockNow {
+        ClockNow(system_clock())
+    }
+}
+
+impl Decide for ClockNow {
+    #[inline]
+    fn decide(&self) -> bool {
+        black_box(self.0.now());
+        true
+    }
+}
+
+// === budget ===
+
+/// Budget window, slots, ratio and reserve, the same for weir and the baseline.
+const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+const BUDGET_SLOTS: u32 = 10;
+const BUDGET_MIN_PER_SEC: u32 = 100_000;
+
+/// `weir/budget`: [`RatioBudget::deposit`] then [`RatioBudget::try_withdraw`].
+pub(crate) struct WeirBudget(RatioBudget);
+
+impl WeirBudget {
+    pub(crate) fn new() -> WeirBudget {
+        let budget = RatioBudget::builder()
+            .window(BUDGET_WINDOW)
+            .slots(BUDGET_SLOTS)
+            .min_retries_per_sec(BUDGET_MIN_PER_SEC)
+            .ratio_parts(1, 1)
+            .clock(system_clock())
+            .build()
+            .expect("valid budget settings");
+        WeirBudget(budget)
+    }
+}
+
+impl Decide for WeirBudget {
+    #[inline]
+    fn decide(&self) -> bool {
+        self.0.deposit();
+        black_box(self.0.try_withdraw()).is_withdrawn()
+    }
+}
+
+/// The baseline budget's state: deposits and retries per generation slot, and the newest
+/// generation seen (slots of older generations are emptied when it moves on).
+struct RatioState {
+    generation: u64,
+    deposits: Box<[u64]>,
+    retries: Box<[u64]>,
+}
+
+impl RatioState {
+    /// Moves to generation `g` if it is later, emptying the slots of the generations that
+    /// left the window. Never moves back.
+    fn advance(&mut self, g: u64) {
+        if g <= self.generation {
+            return;
+        }
+        let n = self.deposits.len() as u64;
+        for k in 1..=(g - self.generation).min(n) {
+            let i = ((self.generation + k) % n) as usize;
+            self.deposits[i] = 0;
+            self.retries[i] = 0;
+        }
+        self.generation = g;
+    }
+
+    fn current(&self) -> usize {
+        (self.generation % self.deposits.len() as u64) as usize
+    }
+}
+
+/// `base/budget_mutex`: the accounting of [`RatioBudget`] (deposits and retries per slot of a
+/// rolling window; a retry is granted iff `reserve × den + num × D - den × W >= den`) in one
+/// `Mutex`, each call reading the clock and taking the lock once.
+pub(crate) struct MutexBudget {
+    state: Mutex<RatioState>,
+    clock: SharedClock,
+    /// Slot width in nanoseconds.
+    width: u64,
+    num: u64,
+    den: u64,
+    reserve: u64,
+}
+
+impl MutexBudget {
+    pub(crate) fn new() -> MutexBudget {
+        let clock = system_clock();
+        let width = (BUDGET_WINDOW / BUDGET_SLOTS).as_nanos() as u64;
+        let slots = BUDGET_SLOTS as usize;
+        let generation = clock.now().as_nanos() as u64 / width;
+        MutexBudget {
+            state: Mutex::new(RatioState {
+                generation,
+                deposits: vec![0; slots].into(),
+                retries: vec![0; slots].into(),
+            }),
+            clock,
+            width,
+            num: 1,
+            den: 1,
+            reserve: u64::from(BUDGET_MIN_PER_SEC) * BUDGET_WINDOW.as_secs(),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        (self.clock.now().as_nanos() / u128::from(self.width)) as u64
+    }
+
+    fn deposit(&self) {
+        let g = self.generation();
+        let mut s = lock(&self.state);
+        s.advance(g);
+        let i = s.current();
+        s.deposits[i] += self.num;
+    }
+
+    fn try_withdraw(&self) -> Withdrawal {
+        let g = self.generation();
+        let mut s = lock(&self.state);
+        s.advance(g);
+        let deposits: u64 = s.deposits.iter().sum();
+        let retries: u64 = s.retries.iter().sum();
+        let cost = i128::from(self.den);
+        let balance = i128::from(self.reserve) * cost + i128::from(self.num) * i128::from(deposits)
+            - cost * i128::from(retries);
+        if balance < cost {
+            return Withdrawal::Refused {
+                cost: 0,
+                balance: balance as i64,
+                required: cost as i64,
+            };
+        }
+        let i = s.current();
+        s.retries[i] += 1;
+        Withdrawal::Withdrawn {
+            cost: self.den,
+            balance: (balance - cost) as i64,
+        }
+    }
+}
+
+impl Decide for MutexBudget {
+    #[inline]
+    fn decide(&self) -> bool {
+        self.deposit();
+        black_box(self.try_withdraw()).is_withdrawn()
+    }
+}
+
+// === limiter ===
+
+/// A limit no run reaches: every acquire is admitted.
+const LIMIT: u32 = 1_000_000;
+
+/// `weir/limiter`: [`Limiter::try_acquire`], then `Permit::success`.
+pub(crate) struct WeirLimiter(Limiter);
+
+impl WeirLimiter {
+    pub(crate) fn new() -> WeirLimiter {
+        let limiter = Limiter::builder(FixedLimit::new(LIMIT))
+            .clock(system_clock())
+            .build()
+            .expect("a limiter without a registry builds");
+        WeirLimiter(limiter)
+    }
+}
+
+impl Decide for WeirLimiter {
+    #[inline]
+    fn decide(&self) -> bool {
+        match self.0.try_acquire() {
+            Ok(permit) => {
+                permit.success();
+                true
+            }
+            Err(rejection) => {
+                let _ = black_box(rejection);
+                false
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match self.0.in_flight() {
+            0 => Ok(()),
+            n => Err(format!("{n} permits still in flight")),
+        }
+    }
+}
+
+struct LimiterState {
+    in_flight: u32,
+    limit: u32,
+    algorithm: Box<dyn LimitAlgorithm>,
+}
+
+/// `base/limiter_mutex`: in-flight count, limit and limit algorithm in one `Mutex`. Acquire
+/// locks to check and count; release reads the clock for the RTT, then locks to uncount and
+/// feed the sample to the algorithm (weir's `Permit::success` does the same work).
+pub(crate) struct MutexLimiter {
+    state: Mutex<LimiterState>,
+    clock: SharedClock,
+}
+
+/// A permit of [`MutexLimiter`].
+struct MutexPermit {
+    start: Duration,
+    in_flight: u32,
+}
+
+impl MutexLimiter {
+    pub(crate) fn new() -> MutexLimiter {
+        MutexLimiter {
+            state: Mutex::new(LimiterState {
+                in_flight: 0,
+                limit: LIMIT,
+                algorithm: Box::new(FixedLimit::new(LIMIT)),
+            }),
+            clock: system_clock(),
+        }
+    }
+
+    fn try_acquire(&self) -> Option<MutexPermit> {
+        let in_flight = {
+            let mut s = lock(&self.state);
+            if s.in_flight >= s.limit {
+                return None;
+            }
+            s.in_flight += 1;
+            s.in_flight
+        };
+        Some(MutexPermit {
+            start: self.clock.now(),
+            in_flight,
+        })
+    }
+
+    fn success(&self, p: MutexPermit) {
+        let rtt = self.clock.now().saturating_sub(p.start);
+        let mut s = lock(&self.state);
+        s.in_flight -= 1;
+        let limit = s.algorithm.update(&Sample::new(rtt, p.in_flight, false));
+        s.limit = limit.max(1);
+    }
+}
+
+impl Decide for MutexLimiter {
+    #[inline]
+    fn decide(&self) -> bool {
+        match self.try_acquire() {
+            Some(permit) => {
+                self.success(permit);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match lock(&self.state).in_flight {
+            0 => Ok(()),
+            n => Err(format!("{n} permits still in flight")),
+        }
+    }
+}
+
+// === breaker ===
+
+/// lift's defaults, which `CircuitBreaker::builder` also uses.
+const CONSECUTIVE_FAILURES: u32 = 5;
+const FAILURE_RATE: f64 = 0.5;
+const MINIMUM_CALLS: u64 = 10;
+const WINDOW: Duration = Duration::from_secs(300);
+const WINDOW_BUCKETS: u32 = 10;
+const OPEN: Duration = Duration::from_secs(60);
+const MAX_PROBES: u32 = 3;
+const SUCCESS_THRESHOLD: u32 = 3;
+
+/// `weir/breaker`: [`CircuitBreaker::try_acquire`], then `Permit::success`, with lift's
+/// defaults (written out, so the baseline visibly matches).
+pub(crate) struct WeirBreaker(CircuitBreaker);
+
+impl WeirBreaker {
+    pub(crate) fn new() -> WeirBreaker {
+        let b = CircuitBreaker::builder("bench")
+            .consecutive_failures(CONSECUTIVE_FAILURES)
+            .failure_rate(FAILURE_RATE)
+            .minimum_calls(MINIMUM_CALLS as u32)
+            .window(breaker::SlidingWindow::Time {
+                length: WINDOW,
+                buckets: WINDOW_BUCKETS,
+            })
+            .open_duration(OPEN)
+            .half_open_max_probes(MAX_PROBES)
+            .success_threshold(SUCCESS_THRESHOLD)
+            .clock(SystemClock::new())
+            .build()
+            .expect("valid breaker settings");
+        WeirBreaker(b)
+    }
+}
+
+impl Decide for WeirBreaker {
+    #[inline]
+    fn decide(&self) -> bool {
+        match self.0.try_acquire() {
+            breaker::Decision::Permitted(permit) => {
+                matches!(black_box(permit.success()), Recorded::Counted)
+            }
+            breaker::Decision::Rejected(r) => {
+                let _ = black_box(r);
+                false
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match self.0.state() {
+            breaker::State::Closed => Ok(()),
+            s => Err(format!("breaker is {s:?}, expected closed")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum BreakerPhase {
+    Closed,
+    Open { until: Duration },
+    HalfOpen { probes: u32, successes: u32 },
+}
+
+/// One time bucket of the baseline window: its slot number and counts.
+#[derive(Clone, Copy, Default)]
+struct Bucket {
+    slot: u64,
+    calls: u64,
+    failures: u64,
+}
+
+struct BreakerState {
+    phase: BreakerPhase,
+    /// Counts transitions; a permit's outcome counts only in its own generation.
+    generation: u32,
+    consecutive: u32,
+    buckets: Box<[Bucket]>,
+}
+
+impl BreakerState {
+    fn closed(generation: u32) -> BreakerState {
+        BreakerState {
+            phase: BreakerPhase::Closed,
+            generation,
+            consecutive: 0,
+            buckets: vec![Bucket::default(); WINDOW_BUCKETS as usize].into(),
+        }
+    }
+}
+
+/// `base/breaker_mutex`: the breaker's state machine, consecutive-failure count and
+/// time-bucketed window (the same rules and settings as [`WeirBreaker`]) in one `Mutex`.
+/// `try_acquire` locks to check the state; a success reads the clock, then locks to record it
+/// in the window, reset the failure count and check the failure rate.
+pub(crate) struct MutexBreaker {
+    state: Mutex<BreakerState>,
+    clock: SharedClock,
+    bucket_nanos: u64,
+}
+
+/// A permit of [`MutexBreaker`]: the generation and phase it was issued in.
+struct BreakerPermit {
+    generation: u32,
+    probe: bool,
+}
+
+impl MutexBreaker {
+    pub(crate) fn new() -> MutexBreaker {
+        MutexBreaker {
+            state: Mutex::new(BreakerState::closed(0)),
+            clock: system_clock(),
+            bucket_nanos: (WINDOW / WINDOW_BUCKETS).as_nanos() as u64,
+        }
+    }
+
+    fn try_acquire(&self) -> Option<BreakerPermit> {
+        let mut s = lock(&self.state);
+        let probe = match s.phase {
+            BreakerPhase::Closed => false,
+            BreakerPhase::Open { until } => {
+                if self.clock.now() < until {
+                    return None;
+                }
+                s.generation += 1;
+                s.phase = BreakerPhase::HalfOpen {
+                    probes: 1,
+                    successes: 0,
+                };
+                true
+            }
+            BreakerPhase::HalfOpen { probes, successes } => {
+                if probes >= MAX_PROBES {
+                    return None;
+                }
+                s.phase = BreakerPhase::HalfOpen {
+                    probes: probes + 1,
+                    successes,
+                };
+                true
+            }
+        };
+        Some(BreakerPermit {
+            generation: s.generation,
+            probe,
+        })
+    }
+
+    /// Records a success; whether it was counted in the permit's generation.
+    fn success(&self, p: BreakerPermit) -> bool {
+        let now = self.clock.now();
+        let mut s = lock(&self.state);
+        if s.generation != p.generation {
+            return false;
+        }
+        if p.probe {
+            if let BreakerPhase::HalfOpen { probes, successes } = s.phase {
+                if successes + 1 >= SUCCESS_THRESHOLD {
+                    let g = s.generation + 1;
+                    *s = BreakerState::closed(g);
+                } else {
+                    s.phase = BreakerPhase::HalfOpen {
+                        probes: probes - 1,
+                        successes: successes + 1,
+                    };
+                }
+            }
+            return true;
+        }
+        // Closed: count the call in its bucket, reset the failure streak, check the rate.
+        let slot = now.as_nanos() as u64 / self.bucket_nanos;
+        let n = s.buckets.len() as u64;
+        let b = &mut s.buckets[(slot % n) as usize];
+        if b.slot != slot {
+            *b = Bucket {
+                slot,
+                calls: 0,
+                failures: 0,
+            };
+        }
+        b.calls += 1;
+        s.consecutive = 0;
+        let (mut calls, mut failures) = (0, 0);
+        for b in s.buckets.iter() {
+            if b.slot <= slot && slot - b.slot < n {
+                calls += b.calls;
+                failures += b.failures;
+            }
+        }
+        if calls >= MINIMUM_CALLS && failures as f64 / calls as f64 >= FAILURE_RATE {
+            s.generation += 1;
+            s.phase = BreakerPhase::Open { until: now + OPEN };
+        }
+        true
+    }
+}
+
+impl Decide for MutexBreaker {
+    #[inline]
+    fn decide(&self) -> bool {
+        match self.try_acquire() {
+            Some(permit) => black_box(self.success(permit)),
+            None => false,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match lock(&self.state).phase {
+            BreakerPhase::Closed => Ok(()),
+            p => Err(format!("breaker is {p:?}, expected closed")),
+        }
+    }
+}
+
+// === ratelimit ===
+
+/// 10^9 cells per second, burst 10^9: an emission interval of 1 ns, which no run outpaces.
+fn always_admitting_quota() -> Quota {
+    Quota::per_second(1_000_000_000)
+        .and_then(|q| q.with_burst(1_000_000_000))
+        .expect("valid quota")
+}
+
+/// `weir/ratelimit`: [`Gcra::try_acquire`] (one CAS on the TAT word).
+pub(crate) struct WeirRatelimit(Gcra);
+
+impl WeirRatelimit {
+    pub(crate) fn new() -> WeirRatelimit {
+        WeirRatelimit(Gcra::new(always_admitting_quota(), system_clock()))
+    }
+}
+
+impl Decide for WeirRatelimit {
+    #[inline]
+    fn decide(&self) -> bool {
+        black_box(self.0.try_acquire()).admits()
+    }
+}
+
+/// `base/ratelimit_mutex`: GCRA with the TAT in one `Mutex<u64>`: read the clock, lock,
+/// `new = max(tat, now) + T`, admit iff `new - now <= τ`, returning the same
+/// [`ratelimit::Decision`] as weir (remaining cells, reset time, limit).
+pub(crate) struct MutexRatelimit {
+    tat: Mutex<u64>,
+    clock: SharedClock,
+    interval: u64,
+    tau: u64,
+    burst: u64,
+}
+
+impl MutexRatelimit {
+    pub(crate) fn new() -> MutexRatelimit {
+        let q = always_admitting_quota();
+        let interval = q.emission_interval().as_nanos() as u64;
+        MutexRatelimit {
+            tat: Mutex::new(0),
+            clock: system_clock(),
+            interval,
+            tau: interval * q.burst(),
+            burst: q.burst(),
+        }
+    }
+
+    fn try_acquire(&self) -> ratelimit::Decision {
+        // Clamped as weir clamps readings (to `u64::MAX / 2` ns), so both do the same work.
+        let now = u64::try_from(self.clock.now().as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(u64::MAX / 2);
+        let mut tat = lock(&self.tat);
+        let base = (*tat).max(now);
+        let new = base + self.interval;
+        let ahead = new - now;
+        if ahead > self.tau {
+            return ratelimit::Decision::Limited {
+                retry_after: Duration::from_nanos(ahead - self.tau),
+                reset_after: Duration::from_nanos(base - now),
+                limit: self.burst,
+                reason: ratelimit::LimitReason::Exhausted,
+                mode: weir::policy::Mode::Enforce,
+            };
+        }
+        *tat = new;
+        ratelimit::Decision::Allowed {
+            remaining: (self.tau - ahead) / self.interval,
+            reset_after: Duration::from_nanos(ahead),
+            limit: self.burst,
+        }
+    }
+}
+
+impl Decide for MutexRatelimit {
+    #[inline]
+    fn decide(&self) -> bool {
+        black_box(self.try_acquire()).admits()
+    }
+}
