@@ -942,3 +942,41 @@ proptest! {
         }
     }
 }
+
+/// Regression: a withdrawal that lost its compare-and-swap to another retry used to re-check
+/// the new retry count against deposits it had read before, and could refuse a retry that
+/// deposits made meanwhile covered. With the clock frozen, ratio 1/1 and no reserve, every
+/// request deposits and then withdraws once: each withdrawal is covered by its own deposit, so
+/// a sequence grants every one, and so must any interleaving.
+#[test]
+fn ratio_budget_never_refuses_a_covered_retry_under_contention() {
+    use std::sync::Arc;
+    use weir::ManualClock;
+    use weir::policy::retry::RatioBudget;
+    let clock = ManualClock::new();
+    let budget = Arc::new(
+        RatioBudget::builder()
+            .ratio_parts(1, 1)
+            .min_retries_per_sec(0)
+            .clock(Arc::new(clock))
+            .build()
+            .unwrap(),
+    );
+    let refused = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..200_000 {
+                    budget.deposit();
+                    if !matches!(
+                        budget.try_withdraw(),
+                        weir::policy::retry::Withdrawal::Withdrawn { .. }
+                    ) {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(refused.into_inner(), 0);
+}

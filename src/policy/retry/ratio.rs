@@ -514,8 +514,15 @@ impl RatioBudget {
             let funds =
                 i128::from(self.reserve) * cost + i128::from(self.num) * i128::from(deposits);
             let cell = &self.retries[cur_index as usize];
+            // Whether the current word moved under us since `funds` was read: then deposits may
+            // have moved too, and a refusal must come from a fresh scan (another thread's CAS
+            // succeeded, so rescanning keeps the budget lock-free).
+            let mut raced = false;
             loop {
                 let balance = funds - cost * i128::from(past + count(cur));
+                if (balance < cost || count(cur) == COUNT_MASK) && raced {
+                    continue 'scan;
+                }
                 if balance < cost || count(cur) == COUNT_MASK {
                     return Withdrawal::Refused {
                         cost: 0,
@@ -532,7 +539,10 @@ impl RatioBudget {
                         };
                     }
                     // Another retry in the same generation: only the count moved.
-                    Err(actual) if tag(actual) == tag(cur) && !sealed(actual) => cur = actual,
+                    Err(actual) if tag(actual) == tag(cur) && !sealed(actual) => {
+                        cur = actual;
+                        raced = true;
+                    }
                     // Sealed or recycled by a later generation.
                     Err(_) => continue 'scan,
                 }
