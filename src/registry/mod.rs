@@ -97,7 +97,7 @@ impl LabelHasher {
     }
 
     #[inline]
-    fn hash(&self, p: &dyn Parts) -> u64 {
+    fn hash(&self, p: &impl Parts) -> u64 {
         let mut h = self.k0 ^ (p.len() as u64);
         for i in 0..p.len() {
             let bytes = p.part(i).as_bytes();
@@ -118,7 +118,7 @@ impl LabelHasher {
     }
 }
 
-fn parts_eq(a: &dyn Parts, b: &dyn Parts) -> bool {
+fn parts_eq(a: &impl Parts, b: &impl Parts) -> bool {
     a.len() == b.len() && (0..a.len()).all(|i| a.part(i) == b.part(i))
 }
 
@@ -237,12 +237,12 @@ struct FamilyState {
 }
 
 impl FamilyCore {
-    fn hash_of(&self, p: &dyn Parts) -> u64 {
+    fn hash_of(&self, p: &impl Parts) -> u64 {
         self.hasher.hash(p)
     }
 
     #[inline]
-    fn find(&self, hash: u64, p: &dyn Parts) -> Option<AnyMetric> {
+    fn find(&self, hash: u64, p: &impl Parts) -> Option<AnyMetric> {
         let shard = self.shards[(hash >> 59) as usize % SERIES_SHARDS].load();
         let mut cur = shard.get(&hash);
         while let Some(s) = cur {
@@ -260,7 +260,7 @@ impl FamilyCore {
     fn with_found<R, F: FnOnce(&AnyMetric) -> R>(
         &self,
         hash: u64,
-        p: &dyn Parts,
+        p: &impl Parts,
         f: F,
     ) -> Result<R, F> {
         let shard = self.shards[(hash >> 59) as usize % SERIES_SHARDS].load();
