@@ -585,6 +585,12 @@ fn decisions(c: &mut Criterion) {
     for threads in THREADS {
         group.throughput(Throughput::Elements(threads as u64));
         bench_decider(&mut group, "system_now", threads, decisions::ClockNow::new);
+        bench_decider(
+            &mut group,
+            "ratelimit_cached_clock",
+            threads,
+            decisions::WeirRatelimitCachedClock::new,
+        );
     }
     group.finish();
 }

@@ -105,7 +105,7 @@ const SERIES: usize = METHODS.len() * CODES;
 /// Label pairs each lookup thread cycles through (a power of two).
 const KEYS_PER_THREAD: usize = 64;
 
-const CASES: [&str; 22] = [
+const CASES: [&str; 23] = [
     "weir/counter",
     "base/atomic_shared",
     "base/striped_padded",
@@ -126,6 +126,7 @@ const CASES: [&str; 22] = [
     "weir/breaker",
     "base/breaker_mutex",
     "weir/ratelimit",
+    "weir/ratelimit_cached_clock",
     "base/ratelimit_mutex",
     "base/clock_now",
 ];
@@ -143,7 +144,8 @@ cases: weir/counter, base/atomic_shared, base/striped_padded,
        weir/snapshot_load, weir/snapshot_cached, base/arcswap_load, base/rwlock_read,
        weir/labeled_lookup, base/hashmap_uncontended, base/hashmap_rwlock,
        weir/budget, base/budget_mutex, weir/limiter, base/limiter_mutex,
-       weir/breaker, base/breaker_mutex, weir/ratelimit, base/ratelimit_mutex,
+       weir/breaker, base/breaker_mutex, weir/ratelimit, weir/ratelimit_cached_clock,
+       base/ratelimit_mutex,
        base/clock_now
 output (stdout): CSV case,threads,ops_per_sec,ns_per_op_per_thread";
 
@@ -880,6 +882,7 @@ fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) ->
         "weir/breaker" => decision!(WeirBreaker),
         "base/breaker_mutex" => decision!(MutexBreaker),
         "weir/ratelimit" => decision!(WeirRatelimit),
+        "weir/ratelimit_cached_clock" => decision!(WeirRatelimitCachedClock),
         "base/ratelimit_mutex" => decision!(MutexRatelimit),
         "base/clock_now" => decision!(ClockNow),
         other => unreachable!("unknown case {other}"),

@@ -259,6 +259,150 @@ impl fmt::Display for SetTimeError {
 
 impl std::error::Error for SetTimeError {}
 
+// === impl CachedClock ===
+
+/// A clock read with one relaxed load: a background thread stores the monotonic time into one
+/// atomic word every `resolution`, and [`now`](Clock::now) reads that word.
+///
+/// For decisions that need the time on every call but only to a millisecond or so (rate limits,
+/// budgets' windows, breaker windows), it takes the clock read off the hot path: about a
+/// nanosecond instead of a `clock_gettime` (tens of nanoseconds on a virtual machine). Readings
+/// lag real time by up to `resolution` plus scheduling delay, and never go backwards. Clones
+/// share the word; the thread stops and is joined when the last clone is dropped.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{CachedClock, Clock};
+/// let clock = CachedClock::new(Duration::from_millis(1))?;
+/// let a = clock.now();
+/// std::thread::sleep(Duration::from_millis(20));
+/// assert!(clock.now() > a);
+/// # Ok::<(), weir::CachedClockError>(())
+/// ```
+#[cfg(not(weir_loom))]
+#[derive(Clone)]
+pub struct CachedClock {
+    shared: Arc<CachedShared>,
+    _ticker: Arc<Ticker>,
+}
+
+#[cfg(not(weir_loom))]
+struct CachedShared {
+    nanos: std::sync::atomic::AtomicU64,
+    stop: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+/// Owns the ticker thread: dropping the last `CachedClock` drops this, which stops and joins it.
+#[cfg(not(weir_loom))]
+struct Ticker {
+    shared: Arc<CachedShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(not(weir_loom))]
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        *self.shared.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            // The ticker only loops and stores; a panic there leaves nothing to clean up.
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(not(weir_loom))]
+impl CachedClock {
+    /// Starts the ticker thread, refreshing the time every `resolution` (at least 1 µs would be
+    /// wasteful; a millisecond suits most decisions).
+    pub fn new(resolution: Duration) -> Result<CachedClock, CachedClockError> {
+        use std::sync::atomic::Ordering as StdOrdering;
+        if resolution.is_zero() {
+            return Err(CachedClockError::ZeroResolution);
+        }
+        let epoch = Instant::now();
+        let shared = Arc::new(CachedShared {
+            nanos: std::sync::atomic::AtomicU64::new(0),
+            stop: std::sync::Mutex::new(false),
+            wake: std::sync::Condvar::new(),
+        });
+        let ticking = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir-clock".into())
+            .spawn(move || {
+                let mut stopped = ticking.stop.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    // Relaxed: the word is the only data; fetch_max keeps it monotonic.
+                    ticking.nanos.fetch_max(now, StdOrdering::Relaxed);
+                    let (guard, _) = ticking
+                        .wake
+                        .wait_timeout(stopped, resolution)
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        return;
+                    }
+                }
+            })
+            .map_err(|_| CachedClockError::SpawnFailed)?;
+        // Publish a first reading before returning, so `now` is never behind creation.
+        let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        shared.nanos.fetch_max(now, StdOrdering::Relaxed);
+        Ok(CachedClock {
+            _ticker: Arc::new(Ticker {
+                shared: shared.clone(),
+                thread: Some(thread),
+            }),
+            shared,
+        })
+    }
+}
+
+#[cfg(not(weir_loom))]
+impl Clock for CachedClock {
+    #[inline]
+    fn now(&self) -> Duration {
+        // Relaxed: a self-contained number, monotonic by the ticker's fetch_max.
+        Duration::from_nanos(self.shared.nanos.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+#[cfg(not(weir_loom))]
+impl fmt::Debug for CachedClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedClock")
+            .field("now", &self.now())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`CachedClock::new`] could not start its clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CachedClockError {
+    /// The refresh interval must be longer than zero; a millisecond suits most decisions.
+    ZeroResolution,
+    /// The operating system refused to start the ticker thread; retry, or use `SystemClock`.
+    SpawnFailed,
+}
+
+impl fmt::Display for CachedClockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CachedClockError::ZeroResolution => {
+                f.write_str("clock resolution must be longer than zero")
+            }
+            CachedClockError::SpawnFailed => {
+                f.write_str("could not start the clock's ticker thread")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CachedClockError {}
+
 #[cfg(all(test, not(weir_loom)))]
 mod tests {
     use super::*;
@@ -343,5 +487,29 @@ mod tests {
             last = t;
         }
         assert_eq!(c.epoch(), copy.epoch());
+    }
+
+    #[test]
+    fn cached_clock_moves_forward_and_stops_on_drop() {
+        assert_eq!(
+            CachedClock::new(Duration::ZERO).err(),
+            Some(CachedClockError::ZeroResolution)
+        );
+        let clock = CachedClock::new(Duration::from_millis(1)).unwrap();
+        let copy = clock.clone();
+        let a = clock.now();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while copy.now() <= a {
+            assert!(Instant::now() < deadline, "the cached clock never moved");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut last = clock.now();
+        for _ in 0..100 {
+            let t = copy.now();
+            assert!(t >= last);
+            last = t;
+        }
+        drop(clock);
+        drop(copy); // the last handle: stops and joins the ticker (the test would hang if not)
     }
 }

@@ -49,7 +49,9 @@ mod slot;
 mod sync;
 mod window;
 
-pub use clock::{Clock, ManualClock, SetTimeError, SharedClock, SystemClock};
+#[cfg(not(weir_loom))]
+pub use clock::CachedClock;
+pub use clock::{CachedClockError, Clock, ManualClock, SetTimeError, SharedClock, SystemClock};
 pub use counter::{Counter, CounterReader, FloatGauge, Gauge};
 pub use error::{DeltaError, HistogramError, MergeError, QuantileError, RegistryError};
 pub use histogram::{

@@ -39,7 +39,7 @@ use weir::policy::breaker::{self, CircuitBreaker, Recorded};
 use weir::policy::ratelimit::{self, Gcra, Quota};
 use weir::policy::retry::{RatioBudget, Withdrawal};
 use weir::policy::shed::{FixedLimit, LimitAlgorithm, Limiter, Sample};
-use weir::{SharedClock, SystemClock};
+use weir::{CachedClock, SharedClock, SystemClock};
 
 /// One shared decision maker, called from every thread of a case.
 pub(crate) trait Decide: Sync {
@@ -571,6 +571,27 @@ impl WeirRatelimit {
 }
 
 impl Decide for WeirRatelimit {
+    #[inline]
+    fn decide(&self) -> bool {
+        black_box(self.0.try_acquire()).admits()
+    }
+}
+
+/// `weir/ratelimit_cached_clock`: the same decision as `weir/ratelimit`, reading a
+/// [`CachedClock`] (one relaxed load, refreshed every millisecond) instead of the system clock.
+pub(crate) struct WeirRatelimitCachedClock(Gcra);
+
+impl WeirRatelimitCachedClock {
+    pub(crate) fn new() -> WeirRatelimitCachedClock {
+        let clock = match CachedClock::new(Duration::from_millis(1)) {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start the cached clock: {e}"),
+        };
+        WeirRatelimitCachedClock(Gcra::new(always_admitting_quota(), Arc::new(clock)))
+    }
+}
+
+impl Decide for WeirRatelimitCachedClock {
     #[inline]
     fn decide(&self) -> bool {
         black_box(self.0.try_acquire()).admits()
