@@ -152,6 +152,7 @@ fn owner_cell(slot: u32, id: u32) -> Option<&'static AtomicU64> {
 #[inline(never)]
 fn owner_cell_slow(slot: usize, page: usize, cell: usize) -> Option<&'static AtomicU64> {
     let slot_ref = &arenas().by_slot[slot];
+    // Relaxed: only this slot's owner stores here (see `owner_cell`).
     let mut arena = slot_ref.load(Ordering::Relaxed);
     if arena.is_null() {
         let fresh = Box::into_raw(Box::new(Arena {

@@ -41,10 +41,9 @@
 //! With [`ServerBuilder::max_age`], a scrape that finds the published view older than the max
 //! age (by the registry's clock) first calls [`Registry::refresh_now`], and then serves (and
 //! publishes, for everyone) the fresh view. `refresh_now` takes the refresher mutex, which only
-//! refreshers take (so it can wait for a background refresher's refresh in progress), and, for
-//! the instant it takes to copy a family's overflow series handle, the family's *series-creation*
-//! mutex, which recording into an existing series never takes (only adding a new label set
-//! does). Writers and decisions never wait on a scrape in either mode. `max_age(Duration::ZERO)`
+//! refreshers take (so it can wait for a background refresher's refresh in progress), and no
+//! lock that recording, series creation or decisions take. Writers and decisions never wait on
+//! a scrape in either mode. `max_age(Duration::ZERO)`
 //! refreshes on every scrape.
 //!
 //! The rendered text is cached per snapshot and format: two Prometheus servers scraping the

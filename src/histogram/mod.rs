@@ -105,6 +105,7 @@ impl Shard {
             Ordering::Relaxed,
         );
         if saturated {
+            // Relaxed load: the owner is the only writer of this cell.
             let s = self.saturated.load(Ordering::Relaxed);
             // Release: a snapshot that sees this count (Acquire) also sees the bucket update.
             self.saturated.store(s.wrapping_add(n), Ordering::Release);
@@ -256,6 +257,8 @@ impl Inner {
             let fresh = Box::into_raw(Box::new(Chunk {
                 shards: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             }));
+            // AcqRel on success publishes our chunk; Acquire on failure sees the winner's
+            // initialized (several slots share a chunk, so installs race).
             match chunk_ref.compare_exchange(
                 std::ptr::null_mut(),
                 fresh,

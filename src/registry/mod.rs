@@ -227,12 +227,13 @@ struct FamilyCore {
     shards: [ArcSwap<SeriesMap>; SERIES_SHARDS],
     /// Serializes series creation; held only while adding a series, never by lookups.
     insert: Mutex<FamilyState>,
+    /// The overflow series, made once (under `insert`) and read by snapshots without a lock.
+    overflow: std::sync::OnceLock<AnyMetric>,
     registry: std::sync::Weak<RegistryInner>,
 }
 
 struct FamilyState {
     len: usize,
-    overflow: Option<AnyMetric>,
     overflow_count: Option<Counter>,
 }
 
@@ -353,14 +354,7 @@ impl FamilyCore {
         if let Some(c) = &state.overflow_count {
             c.inc();
         }
-        match &state.overflow {
-            Some(m) => m.clone(),
-            None => {
-                let m = self.new_metric();
-                state.overflow = Some(m.clone());
-                m
-            }
-        }
+        self.overflow.get_or_init(|| self.new_metric()).clone()
     }
 
     fn collect(&self, out: &mut Vec<Collected>) {
@@ -374,8 +368,8 @@ impl FamilyCore {
                 }
             }
         }
-        let state = lock(&self.insert);
-        if let Some(m) = &state.overflow {
+        // No lock: a snapshot never waits for (or delays) series creation.
+        if let Some(m) = self.overflow.get() {
             let values: Arc<[Arc<str>]> = self
                 .label_names
                 .iter()
@@ -870,9 +864,9 @@ impl Registry {
             shards: std::array::from_fn(|_| ArcSwap::from_pointee(SeriesMap::default())),
             insert: Mutex::new(FamilyState {
                 len: 0,
-                overflow: None,
                 overflow_count: None,
             }),
+            overflow: std::sync::OnceLock::new(),
             registry: Arc::downgrade(&self.inner),
         });
         let mut by_name = index.by_name.clone();
