@@ -228,13 +228,17 @@ struct FamilyCore {
     /// Serializes series creation; held only while adding a series, never by lookups.
     insert: Mutex<FamilyState>,
     /// The overflow series, made once (under `insert`) and read by snapshots without a lock.
+    /// Once set it stays set (series are never removed, so a full family stays full), and a
+    /// lookup that misses goes to it without taking `insert`.
     overflow: std::sync::OnceLock<AnyMetric>,
+    /// `weir_series_overflow_total{metric="<name>"}`, made (under `insert`) before `overflow`
+    /// is set; `None` when the registry is gone or refused the name.
+    overflow_count: std::sync::OnceLock<Option<Counter>>,
     registry: std::sync::Weak<RegistryInner>,
 }
 
 struct FamilyState {
     len: usize,
-    overflow_count: Option<Counter>,
 }
 
 impl FamilyCore {
@@ -311,13 +315,19 @@ impl FamilyCore {
 
     #[cold]
     fn create(&self, hash: u64, values: &[&str]) -> Result<AnyMetric, RegistryError> {
+        // A family that has overflowed stays full, so a new label set goes to the overflow
+        // series without the creation lock: a flood of new label values never contends on it.
+        if let Some(m) = self.overflow.get() {
+            self.count_overflow();
+            return Ok(m.clone());
+        }
         let mut state = lock(&self.insert);
         // Re-check under the lock: another thread may have created it meanwhile.
         if let Some(m) = self.find(hash, &values) {
             return Ok(m);
         }
         if state.len >= self.limit {
-            return Ok(self.overflow(&mut state));
+            return Ok(self.overflow());
         }
         let registry = self.registry.upgrade();
         let seq = registry.as_ref().map_or(0, |r| r.next_series());
@@ -339,22 +349,28 @@ impl FamilyCore {
         Ok(metric)
     }
 
-    fn overflow(&self, state: &mut FamilyState) -> AnyMetric {
-        if state.overflow_count.is_none()
-            && let Some(registry) = self.registry.upgrade()
-        {
-            state.overflow_count = Registry { inner: registry }
+    /// The overflow series, made on first use; called with `insert` held.
+    fn overflow(&self) -> AnyMetric {
+        // The counter first: a thread that sees `overflow` set (OnceLock reads are Acquire,
+        // its initialization a Release) then sees `overflow_count` set too.
+        self.overflow_count.get_or_init(|| {
+            let registry = self.registry.upgrade()?;
+            Registry { inner: registry }
                 .counter(
                     OVERFLOW_METRIC,
                     "Lookups of new series redirected to the overflow series because their family reached its cardinality limit",
                     &[("metric", &self.name)],
                 )
-                .ok();
-        }
-        if let Some(c) = &state.overflow_count {
+                .ok()
+        });
+        self.count_overflow();
+        self.overflow.get_or_init(|| self.new_metric()).clone()
+    }
+
+    fn count_overflow(&self) {
+        if let Some(Some(c)) = self.overflow_count.get() {
             c.inc();
         }
-        self.overflow.get_or_init(|| self.new_metric()).clone()
     }
 
     fn collect(&self, out: &mut Vec<Collected>) {
@@ -862,11 +878,9 @@ impl Registry {
             }),
             hasher: LabelHasher::new(),
             shards: std::array::from_fn(|_| ArcSwap::from_pointee(SeriesMap::default())),
-            insert: Mutex::new(FamilyState {
-                len: 0,
-                overflow_count: None,
-            }),
+            insert: Mutex::new(FamilyState { len: 0 }),
             overflow: std::sync::OnceLock::new(),
+            overflow_count: std::sync::OnceLock::new(),
             registry: Arc::downgrade(&self.inner),
         });
         let mut by_name = index.by_name.clone();

@@ -132,6 +132,46 @@ fn cardinality_overflow_is_counted() {
 }
 
 #[test]
+fn overflowed_family_redirects_exactly_from_many_threads() {
+    let r = Registry::builder().cardinality_limit(2).build();
+    let f = r
+        .counter_family("per_tenant_total", "h", &["tenant"])
+        .unwrap();
+    f.with(&["a"]).unwrap().inc();
+    f.with(&["b"]).unwrap().inc();
+    const THREADS: u64 = 4;
+    const PER_THREAD: u64 = 2_000;
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let f = &f;
+            s.spawn(move || {
+                for i in 0..PER_THREAD {
+                    // New label sets (redirected, lock-free once overflowed) and existing ones
+                    // (still their own series) interleaved.
+                    f.with(&[&format!("{t}-{i}")]).unwrap().inc();
+                    f.with_series(&["a"], |c| c.inc()).unwrap();
+                }
+            });
+        }
+    });
+    let s = r.snapshot();
+    assert_eq!(s.family("per_tenant_total").unwrap().series.len(), 3);
+    assert_eq!(
+        s.counter("per_tenant_total", &["a"]),
+        Some(1 + THREADS * PER_THREAD)
+    );
+    assert_eq!(s.counter("per_tenant_total", &["b"]), Some(1));
+    assert_eq!(
+        s.counter("per_tenant_total", &[OVERFLOW_LABEL_VALUE]),
+        Some(THREADS * PER_THREAD)
+    );
+    assert_eq!(
+        s.counter(OVERFLOW_METRIC, &["per_tenant_total"]),
+        Some(THREADS * PER_THREAD)
+    );
+}
+
+#[test]
 fn concurrent_registration_gives_one_metric() {
     let r = Registry::new();
     let handles: Vec<Counter> = std::thread::scope(|s| {
