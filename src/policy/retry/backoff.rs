@@ -1,19 +1,6 @@
 //! Backoff: how long to wait before each retry.
 //!
-//! A delay is computed in three steps, in lift's order:
-//!
-//! 1. the strategy's base delay for retry `n` (`n = 1` is the first retry, after the first
-//!    failed attempt): fixed `initial`; linear `n × initial`; exponential
-//!    `initial × multiplier^(n-1)`; decorrelated jitter `uniform[initial, previous × multiplier)`
-//!    (with `previous = initial` before the first retry);
-//! 2. clamped to `max`;
-//! 3. jittered: none; full, `uniform[0, d)`; equal, `d/2 + uniform[0, d/2)`; or proportional
-//!    (lift's), `d × (1 + f × uniform[-1, 1))`, where a negative result becomes 1 ms. Jitter is
-//!    applied after the clamp, as lift does, so proportional jitter can exceed `max` by up to
-//!    the fraction `f`.
-//!
-//! Durations are computed in whole nanoseconds (saturating at `u64::MAX` ns, about 584 years);
-//! random numbers come from the caller's [`Rng`], so a seeded generator gives repeatable delays.
+//! The rules are documented on [`Backoff`].
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -83,7 +70,22 @@ impl Jitter {
     pub const LIFT: Jitter = Jitter::Proportional(DEFAULT_JITTER_FRACTION);
 }
 
-/// Computes retry delays; see the [module docs](self) for the formulas.
+/// Computes retry delays.
+///
+/// A delay is computed in three steps, in lift's order:
+///
+/// 1. the strategy's base delay for retry `n` (`n = 1` is the first retry, after the first
+///    failed attempt): fixed `initial`; linear `n × initial`; exponential
+///    `initial × multiplier^(n-1)`; decorrelated jitter `uniform[initial, previous × multiplier)`
+///    (with `previous = initial` before the first retry);
+/// 2. clamped to `max`;
+/// 3. jittered: none; full, `uniform[0, d)`; equal, `d/2 + uniform[0, d/2)`; or proportional
+///    (lift's), `d × (1 + f × uniform[-1, 1))`, where a negative result becomes 1 ms. Jitter is
+///    applied after the clamp, as lift does, so proportional jitter can exceed `max` by up to
+///    the fraction `f`.
+///
+/// Durations are computed in whole nanoseconds (saturating at `u64::MAX` ns, about 584 years);
+/// random numbers come from the caller's [`Rng`], so a seeded generator gives repeatable delays.
 ///
 /// ```
 /// use std::time::Duration;

@@ -1,23 +1,6 @@
 //! Deciding whether a failed attempt may be retried, from its outcome alone.
 //!
-//! An [`Outcome`] is either a status code (any protocol's: HTTP's, or a gRPC code mapped to
-//! integers by the caller) or an error described by its [`ErrorKind`] and a class name (the
-//! error's type name, as lift matches Go type names with `%T`). No HTTP crate is needed.
-//!
-//! The [`Classifier`] follows lift's decision order; the first rule that applies decides:
-//!
-//! 1. the condition (lift's `RetryCondition`; by default [`Classifier::default_condition`],
-//!    which refuses cancelled and validation errors): `false` means not retryable;
-//! 2. errors whose class is in the deny list (lift's `NonRetryableErrors`): not retryable;
-//! 3. if the allow list (lift's `RetryableErrors`) is not empty: errors whose class is in it are
-//!    retryable, all other errors are not;
-//! 4. status codes in the deny codes (default 400, 401, 403, 404, 422): not retryable;
-//! 5. status codes in the allow codes (default 500, 502, 503, 504, 429): retryable;
-//! 6. the default: other status codes are not retryable, other errors are retryable.
-//!
-//! Rules 2 and 3 look at errors only and rules 4 and 5 at status codes only (in lift a status
-//! code arrives as an error of type `*lift.LiftError`, which the class lists could also name;
-//! here the two kinds of outcome are kept apart).
+//! The rules are documented on [`Classifier`].
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -157,7 +140,26 @@ pub enum NotRetryable {
     },
 }
 
-/// Classifies outcomes in lift's decision order (see the [module docs](self)).
+/// Classifies outcomes in lift's decision order.
+///
+/// An [`Outcome`] is either a status code (any protocol's: HTTP's, or a gRPC code mapped to
+/// integers by the caller) or an error described by its [`ErrorKind`] and a class name (the
+/// error's type name, as lift matches Go type names with `%T`). No HTTP crate is needed.
+///
+/// The [`Classifier`] follows lift's decision order; the first rule that applies decides:
+///
+/// 1. the condition (lift's `RetryCondition`; by default [`Classifier::default_condition`],
+///    which refuses cancelled and validation errors): `false` means not retryable;
+/// 2. errors whose class is in the deny list (lift's `NonRetryableErrors`): not retryable;
+/// 3. if the allow list (lift's `RetryableErrors`) is not empty: errors whose class is in it are
+///    retryable, all other errors are not;
+/// 4. status codes in the deny codes (default 400, 401, 403, 404, 422): not retryable;
+/// 5. status codes in the allow codes (default 500, 502, 503, 504, 429): retryable;
+/// 6. the default: other status codes are not retryable, other errors are retryable.
+///
+/// Rules 2 and 3 look at errors only and rules 4 and 5 at status codes only (in lift a status
+/// code arrives as an error of type `*lift.LiftError`, which the class lists could also name;
+/// here the two kinds of outcome are kept apart).
 ///
 /// ```
 /// use weir::policy::retry::{Classification, Classifier, NotRetryable, Outcome, Retryable};
@@ -301,7 +303,7 @@ impl Classifier {
         )
     }
 
-    /// Classifies one outcome (see the [module docs](self) for the rules).
+    /// Classifies one outcome by the rules in order (see [`Classifier`]).
     pub fn classify(&self, outcome: &Outcome<'_>) -> Classification {
         use Classification::{NotRetryable as No, Retryable as Yes};
         let pass = match &self.condition {

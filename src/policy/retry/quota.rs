@@ -1,21 +1,7 @@
 //! The AWS SDKs' retry quota: a capacity that retries draw from, priced by the failure's
 //! class, and paid back by successes.
 //!
-//! # Semantics (the SDKs' "standard" retry mode)
-//! - The capacity starts at, and never exceeds, `initial_capacity` (500).
-//! - A retry after a timeout costs `timeout_cost` (10), after any other failure `retry_cost`
-//!   (5); it is allowed iff the capacity covers the cost, which is then withdrawn:
-//!   `capacity >= cost => capacity -= cost`.
-//! - A request that succeeds after a retry refunds that retry's cost; one that succeeds on its
-//!   first attempt adds `no_retry_increment` (1). Both are capped at the initial capacity.
-//!
-//! The check and the withdrawal are one compare-and-swap: concurrent retries never take more
-//! than the capacity holds, so with the defaults exactly 100 normal retries are allowed, on any
-//! number of threads.
-//!
-//! # Orderings
-//! The capacity is one `AtomicU64` changed only by compare-and-swap loops, all `Relaxed`: it
-//! publishes no other memory, and read-modify-writes always act on the latest value.
+//! The rules are documented on [`RetryQuota`].
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -71,7 +57,23 @@ impl RetryQuotaBuilder {
     }
 }
 
-/// An AWS-style retry quota; see the [module docs](self).
+/// An AWS-style retry quota.
+///
+/// # Semantics (the SDKs' "standard" retry mode)
+/// - The capacity starts at, and never exceeds, `initial_capacity` (500).
+/// - A retry after a timeout costs `timeout_cost` (10), after any other failure `retry_cost`
+///   (5); it is allowed iff the capacity covers the cost, which is then withdrawn:
+///   `capacity >= cost => capacity -= cost`.
+/// - A request that succeeds after a retry refunds that retry's cost; one that succeeds on its
+///   first attempt adds `no_retry_increment` (1). Both are capped at the initial capacity.
+///
+/// The check and the withdrawal are one compare-and-swap: concurrent retries never take more
+/// than the capacity holds, so with the defaults exactly 100 normal retries are allowed, on any
+/// number of threads.
+///
+/// # Orderings
+/// The capacity is one `AtomicU64` changed only by compare-and-swap loops, all `Relaxed`: it
+/// publishes no other memory, and read-modify-writes always act on the latest value.
 ///
 /// ```
 /// use weir::policy::retry::{FailureClass, RetryQuota};

@@ -1,21 +1,7 @@
 //! gRPC's retry throttling: a token count that failures drain and successes refill; retries
 //! are allowed while it stays above half.
 //!
-//! # Semantics (gRPC's A6 design, in milli-tokens)
-//! Tokens are kept in thousandths (gRPC's `token_ratio` has three decimals), starting at
-//! `max_tokens`:
-//! - a retryable failure costs one token, `tokens = max(tokens - 1000, 0)` (milli-tokens);
-//! - it may be retried iff, after that charge, `tokens > max_tokens × 1000 / 2`;
-//! - a success adds the token ratio, `tokens = min(tokens + ratio × 1000, max_tokens × 1000)`.
-//!
-//! The charge and the decision come from one compare-and-swap, so the decision is the one a
-//! sequence of the same calls would give: with `max_tokens = 100` and only failures, exactly
-//! 49 retries are allowed, on any number of threads.
-//!
-//! # Orderings
-//! The token count is one `AtomicU64` changed only by compare-and-swap loops (`fetch_update`),
-//! all `Relaxed`: the count publishes no other memory, and a read-modify-write always acts on
-//! the latest value, which is all exactness needs.
+//! The rules are documented on [`RetryThrottle`].
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -74,7 +60,23 @@ impl RetryThrottleBuilder {
     }
 }
 
-/// gRPC-style retry throttling; see the [module docs](self).
+/// gRPC-style retry throttling.
+///
+/// # Semantics (gRPC's A6 design, in milli-tokens)
+/// Tokens are kept in thousandths (gRPC's `token_ratio` has three decimals), starting at
+/// `max_tokens`:
+/// - a retryable failure costs one token, `tokens = max(tokens - 1000, 0)` (milli-tokens);
+/// - it may be retried iff, after that charge, `tokens > max_tokens × 1000 / 2`;
+/// - a success adds the token ratio, `tokens = min(tokens + ratio × 1000, max_tokens × 1000)`.
+///
+/// The charge and the decision come from one compare-and-swap, so the decision is the one a
+/// sequence of the same calls would give: with `max_tokens = 100` and only failures, exactly
+/// 49 retries are allowed, on any number of threads.
+///
+/// # Orderings
+/// The token count is one `AtomicU64` changed only by compare-and-swap loops (`fetch_update`),
+/// all `Relaxed`: the count publishes no other memory, and a read-modify-write always acts on
+/// the latest value, which is all exactness needs.
 ///
 /// ```
 /// use weir::policy::retry::RetryThrottle;
