@@ -166,18 +166,20 @@ impl Shard {
         acc.saturated = acc
             .saturated
             .wrapping_add(self.saturated.load(Ordering::Acquire));
+        let mut begun = false;
         for (p, dir) in self.pages.iter().enumerate() {
             // Acquire: pairs with the page's Release publication.
             let page = dir.load(Ordering::Acquire);
             if page.is_null() {
                 continue;
             }
+            if !begun {
+                acc.begin_shard();
+                begun = true;
+            }
             // SAFETY: pages live until the histogram is dropped; the caller holds it.
             let page = unsafe { &*page };
-            let out = acc.page(p);
-            for (o, c) in out.iter_mut().zip(page.counts.iter()) {
-                *o = o.wrapping_add(c.load(Ordering::Relaxed));
-            }
+            acc.add_page(p, page.counts.iter().map(|c| c.load(Ordering::Relaxed)));
         }
     }
 

@@ -7,10 +7,21 @@ use std::fmt;
 use super::Layout;
 use crate::error::{DeltaError, MergeError, QuantileError};
 
-/// Sums shards page by page while a snapshot is taken.
+/// Sums the shards of a histogram while a snapshot is taken.
+///
+/// While only one shard has pages (the common case: one thread records into the histogram),
+/// its non-zero buckets are appended as (flat index, count) straight from its pages, in index
+/// order: nothing is zeroed or scanned twice. When a second shard with pages arrives, the
+/// buckets move into zeroed pages that every later shard is added into, and
+/// [`finish`](Accumulator::finish) collects their non-zero buckets.
 pub(super) struct Accumulator {
     page_len: usize,
-    pages: BTreeMap<usize, Box<[u64]>>,
+    /// Shards seen with at least one page.
+    shards: usize,
+    /// One shard so far: its non-zero buckets, by increasing index.
+    sparse: Vec<(u32, u64)>,
+    /// Several shards: their sums, page by page.
+    dense: BTreeMap<usize, Box<[u64]>>,
     pub(super) sum: u64,
     pub(super) saturated: u64,
 }
@@ -19,30 +30,72 @@ impl Accumulator {
     pub(super) fn new(page_len: usize) -> Accumulator {
         Accumulator {
             page_len,
-            pages: BTreeMap::new(),
+            shards: 0,
+            sparse: Vec::new(),
+            dense: BTreeMap::new(),
             sum: 0,
             saturated: 0,
         }
     }
 
-    pub(super) fn page(&mut self, p: usize) -> &mut [u64] {
-        let len = self.page_len;
-        self.pages
+    /// Starts adding a shard that has at least one page.
+    pub(super) fn begin_shard(&mut self) {
+        self.shards += 1;
+        if self.shards == 2 {
+            for (index, c) in std::mem::take(&mut self.sparse) {
+                let index = index as usize;
+                let page = Self::dense_page(&mut self.dense, self.page_len, index / self.page_len);
+                page[index % self.page_len] = c;
+            }
+        }
+    }
+
+    /// Adds page `p` of the current shard, given its counts in order.
+    #[inline]
+    pub(super) fn add_page(&mut self, p: usize, counts: impl Iterator<Item = u64>) {
+        let base = p * self.page_len;
+        if self.shards <= 1 {
+            for (i, c) in counts.enumerate() {
+                if c != 0 {
+                    // Flat indexes fit u32: a layout has far fewer than 2^32 buckets.
+                    self.sparse.push(((base + i) as u32, c));
+                }
+            }
+        } else {
+            let page = Self::dense_page(&mut self.dense, self.page_len, p);
+            for (o, c) in page.iter_mut().zip(counts) {
+                *o = o.wrapping_add(c);
+            }
+        }
+    }
+
+    fn dense_page(
+        dense: &mut BTreeMap<usize, Box<[u64]>>,
+        page_len: usize,
+        p: usize,
+    ) -> &mut [u64] {
+        dense
             .entry(p)
-            .or_insert_with(|| vec![0; len].into_boxed_slice())
+            .or_insert_with(|| vec![0; page_len].into_boxed_slice())
     }
 
     pub(super) fn finish(self, layout: Layout, source: u64, seq: u64) -> HistogramSnapshot {
-        let mut counts = Vec::new();
-        let mut count: u64 = 0;
-        for (p, page) in &self.pages {
-            for (i, &c) in page.iter().enumerate() {
-                if c != 0 {
-                    counts.push(((p * self.page_len + i) as u32, c));
-                    count = count.wrapping_add(c);
+        let counts = if self.shards <= 1 {
+            self.sparse
+        } else {
+            let mut counts = Vec::new();
+            for (p, page) in &self.dense {
+                for (i, &c) in page.iter().enumerate() {
+                    if c != 0 {
+                        counts.push(((p * self.page_len + i) as u32, c));
+                    }
                 }
             }
-        }
+            counts
+        };
+        let count = counts
+            .iter()
+            .fold(0u64, |total, &(_, c)| total.wrapping_add(c));
         HistogramSnapshot {
             layout,
             source,
