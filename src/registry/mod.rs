@@ -234,6 +234,9 @@ struct FamilyCore {
     /// `weir_series_overflow_total{metric="<name>"}`, made (under `insert`) before `overflow`
     /// is set; `None` when the registry is gone or refused the name.
     overflow_count: std::sync::OnceLock<Option<Counter>>,
+    /// The sequence numbers of the family's series sorted by label values, as the last
+    /// snapshot found them; taken only by snapshots.
+    label_order: Mutex<Vec<u64>>,
     registry: std::sync::Weak<RegistryInner>,
 }
 
@@ -371,6 +374,47 @@ impl FamilyCore {
         if let Some(Some(c)) = self.overflow_count.get() {
             c.inc();
         }
+    }
+
+    /// Orders `positions` (indexes into `all`, this family's series) by label values, reusing
+    /// the order the last snapshot computed when the family holds the same series. `by_seq`
+    /// maps sequence numbers to indexes into `all` (see [`read_newest_first`]).
+    fn sort_by_labels(
+        &self,
+        fi: usize,
+        all: &[(usize, Collected)],
+        by_seq: Option<&[usize]>,
+        positions: &mut [usize],
+    ) {
+        let mut cached = lock(&self.label_order);
+        if let Some(by_seq) = by_seq
+            && cached.len() == positions.len()
+        {
+            let overflow = positions.iter().copied().find(|&i| all[i].1.0 == u64::MAX);
+            let mut reordered = Vec::with_capacity(positions.len());
+            for &seq in cached.iter() {
+                let i = if seq == u64::MAX {
+                    overflow
+                } else {
+                    usize::try_from(seq)
+                        .ok()
+                        .and_then(|s| by_seq.get(s).copied())
+                        .filter(|&i| i != usize::MAX && all[i].0 == fi)
+                };
+                match i {
+                    Some(i) => reordered.push(i),
+                    None => break,
+                }
+            }
+            // Same count, unique sequence numbers, all of this family's: the same series.
+            if reordered.len() == positions.len() {
+                positions.copy_from_slice(&reordered);
+                return;
+            }
+        }
+        positions.sort_unstable_by(|&a, &b| all[a].1.1.cmp(&all[b].1.1));
+        cached.clear();
+        cached.extend(positions.iter().map(|&i| all[i].1.0));
     }
 
     fn collect(&self, out: &mut Vec<Collected>) {
@@ -881,6 +925,7 @@ impl Registry {
             insert: Mutex::new(FamilyState { len: 0 }),
             overflow: std::sync::OnceLock::new(),
             overflow_count: std::sync::OnceLock::new(),
+            label_order: Mutex::new(Vec::new()),
             registry: Arc::downgrade(&self.inner),
         });
         let mut by_name = index.by_name.clone();
@@ -943,9 +988,9 @@ impl Registry {
             fam.collect(&mut scratch);
             all.extend(scratch.drain(..).map(|c| (fi, c)));
         }
-        // Read in reverse registration order (see RegistrySnapshot's docs).
-        all.sort_unstable_by_key(|(_, (seq, _, _))| std::cmp::Reverse(*seq));
         let time = self.inner.clock.now();
+        // Read in reverse registration order (see RegistrySnapshot's docs).
+        let (values, by_seq) = read_newest_first(&all);
         let mut families: Vec<FamilySnapshot> = index
             .order
             .iter()
@@ -958,15 +1003,22 @@ impl Registry {
                 series: Vec::new(),
             })
             .collect();
-        for (fi, (_, values, metric)) in all {
-            families[fi].series.push(SeriesSnapshot {
-                label_values: values,
-                value: metric.read(),
-            });
+        // Each family's series by label values: the order is cached per family and reused
+        // while the family holds the same series (they are never removed, so the same count
+        // means the same set).
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); families.len()];
+        for (i, (fi, _)) in all.iter().enumerate() {
+            members[*fi].push(i);
         }
-        for f in &mut families {
-            f.series
-                .sort_unstable_by(|a, b| a.label_values.cmp(&b.label_values));
+        for (fi, positions) in members.iter_mut().enumerate() {
+            index.order[fi].sort_by_labels(fi, &all, by_seq.as_deref(), positions);
+            families[fi].series = positions
+                .iter()
+                .map(|&i| SeriesSnapshot {
+                    label_values: all[i].1.1.clone(),
+                    value: values[i].clone(),
+                })
+                .collect();
         }
         // Relaxed: only uniqueness and order matter.
         let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed) + 1;
@@ -976,6 +1028,55 @@ impl Registry {
             families,
         }
     }
+}
+
+/// Reads every collected series' value, newest registration first (the overflow series, whose
+/// sequence number is `u64::MAX`, before all), and returns the values by index into `all`.
+///
+/// Sequence numbers are dense and unique within a registry, so they index a table directly
+/// instead of being sorted; the table (sequence number to index into `all`, `usize::MAX` where
+/// none) is returned too. A repeated number (a series made while its registry was being
+/// dropped gets 0) or a sparse range falls back to a sort, and no table.
+fn read_newest_first(all: &[(usize, Collected)]) -> (Vec<Value>, Option<Vec<usize>>) {
+    let mut order: Vec<usize> = Vec::with_capacity(all.len());
+    order.extend((0..all.len()).filter(|&i| all[i].1.0 == u64::MAX));
+    let max = all
+        .iter()
+        .map(|(_, c)| c.0)
+        .filter(|&s| s != u64::MAX)
+        .max();
+    let mut table = None;
+    if let Some(max) = max
+        && max < (all.len() as u64).saturating_mul(4).saturating_add(64)
+    {
+        let mut by_seq = vec![usize::MAX; max as usize + 1];
+        let mut unique = true;
+        for (i, (_, c)) in all.iter().enumerate() {
+            if c.0 != u64::MAX {
+                let slot = &mut by_seq[c.0 as usize];
+                unique &= *slot == usize::MAX;
+                *slot = i;
+            }
+        }
+        if unique {
+            order.extend(by_seq.iter().rev().copied().filter(|&i| i != usize::MAX));
+            table = Some(by_seq);
+        }
+    }
+    if table.is_none() {
+        order.clear();
+        order.extend(0..all.len());
+        order.sort_by_key(|&i| std::cmp::Reverse(all[i].1.0));
+    }
+    let mut values: Vec<Option<Value>> = vec![None; all.len()];
+    for i in order {
+        values[i] = Some(all[i].1.2.read());
+    }
+    let values = values
+        .into_iter()
+        .map(|v| v.expect("every collected series is read once"))
+        .collect();
+    (values, table)
 }
 
 #[cfg(all(test, not(weir_loom)))]

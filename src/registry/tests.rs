@@ -172,6 +172,41 @@ fn overflowed_family_redirects_exactly_from_many_threads() {
 }
 
 #[test]
+fn snapshot_label_order_follows_new_series() {
+    let r = Registry::builder().cardinality_limit(5).build();
+    let f = r.counter_family("orders_total", "h", &["shop"]).unwrap();
+    let labels = |s: &RegistrySnapshot| -> Vec<String> {
+        s.family("orders_total")
+            .unwrap()
+            .series
+            .iter()
+            .map(|x| x.label_values[0].to_string())
+            .collect()
+    };
+    f.with(&["m"]).unwrap().add(1);
+    f.with(&["c"]).unwrap().add(2);
+    assert_eq!(labels(&r.snapshot()), ["c", "m"]);
+    assert_eq!(
+        labels(&r.snapshot()),
+        ["c", "m"],
+        "cached order, same series"
+    );
+    f.with(&["a"]).unwrap().add(3);
+    f.with(&["x"]).unwrap().add(4);
+    f.with(&["f"]).unwrap().add(5);
+    let s = r.snapshot();
+    assert_eq!(labels(&s), ["a", "c", "f", "m", "x"]);
+    assert_eq!(s.counter("orders_total", &["f"]), Some(5));
+    // The sixth label set overflows: the overflow series joins the family's order.
+    f.with(&["b"]).unwrap().add(6);
+    let s = r.snapshot();
+    assert_eq!(labels(&s), ["__overflow__", "a", "c", "f", "m", "x"]);
+    assert_eq!(s.counter("orders_total", &[OVERFLOW_LABEL_VALUE]), Some(6));
+    assert_eq!(s.counter("orders_total", &["m"]), Some(1));
+    assert_eq!(labels(&r.snapshot()), labels(&s));
+}
+
+#[test]
 fn concurrent_registration_gives_one_metric() {
     let r = Registry::new();
     let handles: Vec<Counter> = std::thread::scope(|s| {
