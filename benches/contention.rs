@@ -587,9 +587,9 @@ fn decisions(c: &mut Criterion) {
         bench_decider(&mut group, "system_now", threads, decisions::ClockNow::new);
         bench_decider(
             &mut group,
-            "ratelimit_cached_clock",
+            "cached_now",
             threads,
-            decisions::WeirRatelimitCachedClock::new,
+            decisions::CachedClockNow::new,
         );
     }
     group.finish();
