@@ -553,7 +553,7 @@ struct Request {
 /// One attempt, as the client keeps it until its response or its timeout.
 struct Attempt {
     request: Key,
-    limiter: Option<weir::policy::shed::Permit>,
+    limiter: Option<weir::policy::shed::OwnedPermit>,
     breaker: Option<breaker::Permit>,
 }
 
@@ -699,7 +699,7 @@ impl Sim<'_> {
             None => None,
         };
         let limiter = match &self.client.limiter {
-            Some(l) => match l.try_acquire() {
+            Some(l) => match l.try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
                     if let Some(b) = breaker {

@@ -2,7 +2,10 @@
 //! panic) and arbitrary sequences of acquires, releases with outcomes and RTTs, clock
 //! advances, limit changes, signal changes, shedder admissions and throttle checks, checking
 //! the invariants after every step:
-//! - an enforced permit's in-flight count is at most its limit; the limiter's word counts
+//! - an enforced permit's in-flight count is at most its limit; a permit has a grant time (the
+//!   clock's, at the grant) exactly when the algorithm learns (a `FixedLimit` without a registry
+//!   reads no clock); borrowed and owned permits (and borrowed ones made owned) release alike;
+//!   the limiter's word counts
 //!   exactly the enforced permits held, its shadow counter exactly the shadow ones; the limit is
 //!   at least 1 and within the algorithm's bounds;
 //! - a rejection only happens in enforce mode, with in-flight >= limit;
@@ -19,8 +22,8 @@ use libfuzzer_sys::fuzz_target;
 use weir::policy::Mode;
 use weir::policy::shed::{
     AdaptiveThrottle, Aimd, FixedLimit, Gradient2, LatencyStatistic, Limiter, LimiterBuilder,
-    LoadShedder, ManualSignals, Outcome, Permit, Priority, ShedderView, Strategy, Ticket,
-    TicketOutcome, Vegas, Verdict,
+    LoadShedder, ManualSignals, Outcome, OwnedPermit, Permit, Priority, ShedderView, Strategy,
+    Ticket, TicketOutcome, Vegas, Verdict,
 };
 use weir::{ManualClock, SharedClock};
 
@@ -162,6 +165,30 @@ fn build_algo(a: &Algo) -> Option<LimiterBuilder> {
     }
 }
 
+/// A permit held by the fuzzer: borrowed from the limiter or owned.
+enum Held<'a> {
+    Borrowed(Permit<'a>),
+    Owned(OwnedPermit),
+}
+
+impl Held<'_> {
+    fn shadow(&self) -> bool {
+        match self {
+            Held::Borrowed(p) => p.shadow_rejection().is_some(),
+            Held::Owned(p) => p.shadow_rejection().is_some(),
+        }
+    }
+
+    fn release(self, outcome: Outcome, rtt: Option<Duration>) {
+        match (self, rtt) {
+            (Held::Borrowed(p), Some(rtt)) => p.release_with_rtt(outcome, rtt),
+            (Held::Borrowed(p), None) => p.release(outcome),
+            (Held::Owned(p), Some(rtt)) => p.release_with_rtt(outcome, rtt),
+            (Held::Owned(p), None) => p.release(outcome),
+        }
+    }
+}
+
 fn priority(p: u8) -> Priority {
     Priority::ALL[usize::from(p) % 5]
 }
@@ -184,6 +211,8 @@ fuzz_target!(|input: Input| {
         .build()
         .expect("without a registry, building cannot fail");
     let bounds = limiter.inspect(|a| a.bounds());
+    let learns = limiter.inspect(|a| a.learns());
+    assert_eq!(learns, !matches!(input.algo, Algo::Fixed(_)));
 
     let strategy = match input.shed.strategy % 5 {
         0 => Strategy::Random,
@@ -226,24 +255,49 @@ fuzz_target!(|input: Input| {
         return;
     };
 
-    let mut permits: Vec<Permit> = vec![];
+    let mut permits: Vec<Held<'_>> = vec![];
     let mut tickets: Vec<Ticket> = vec![];
+    let mut acquires = 0usize;
     for op in input.ops.into_iter().take(500) {
         match op {
-            Op::Acquire => match limiter.try_acquire() {
-                Ok(p) => {
-                    if p.shadow_rejection().is_none() {
-                        assert!(p.in_flight() <= p.limit(), "{p:?}");
-                    } else {
-                        assert_eq!(mode, Mode::Shadow);
+            Op::Acquire => {
+                acquires += 1;
+                // Borrowed, owned, and borrowed made owned, in turn.
+                let held = match acquires % 3 {
+                    0 => limiter.try_acquire().map(Held::Borrowed),
+                    1 => limiter.try_acquire_owned().map(Held::Owned),
+                    _ => limiter.try_acquire().map(|p| Held::Owned(p.into_owned())),
+                };
+                match held {
+                    Ok(h) => {
+                        let (in_flight, limit, shadow, started) = match &h {
+                            Held::Borrowed(p) => (
+                                p.in_flight(),
+                                p.limit(),
+                                p.shadow_rejection(),
+                                p.started_at(),
+                            ),
+                            Held::Owned(p) => (
+                                p.in_flight(),
+                                p.limit(),
+                                p.shadow_rejection(),
+                                p.started_at(),
+                            ),
+                        };
+                        if shadow.is_none() {
+                            assert!(in_flight <= limit, "{in_flight} > {limit}");
+                        } else {
+                            assert_eq!(mode, Mode::Shadow);
+                        }
+                        assert_eq!(started, learns.then(|| clock.now()));
+                        permits.push(h);
                     }
-                    permits.push(p);
+                    Err(r) => {
+                        assert!(mode.enforces());
+                        assert!(r.in_flight >= r.limit, "{r:?}");
+                    }
                 }
-                Err(r) => {
-                    assert!(mode.enforces());
-                    assert!(r.in_flight >= r.limit, "{r:?}");
-                }
-            },
+            }
             Op::Release {
                 index,
                 outcome,
@@ -253,10 +307,7 @@ fuzz_target!(|input: Input| {
                     let p = permits.swap_remove(usize::from(index) % permits.len());
                     let outcome = [Outcome::Success, Outcome::Dropped, Outcome::Ignored]
                         [usize::from(outcome) % 3];
-                    match rtt_ms {
-                        Some(ms) => p.release_with_rtt(outcome, Duration::from_millis(ms.into())),
-                        None => p.release(outcome),
-                    }
+                    p.release(outcome, rtt_ms.map(|ms| Duration::from_millis(ms.into())));
                 }
             }
             Op::Advance { ms } => {
@@ -326,10 +377,7 @@ fuzz_target!(|input: Input| {
         }
         // The limiter's word counts exactly the permits held.
         let st = limiter.state();
-        let enforced = permits
-            .iter()
-            .filter(|p| p.shadow_rejection().is_none())
-            .count();
+        let enforced = permits.iter().filter(|p| !p.shadow()).count();
         assert_eq!(st.in_flight as usize, enforced);
         assert_eq!(st.shadow_in_flight as usize, permits.len() - enforced);
         assert!(

@@ -1,6 +1,8 @@
 //! The concurrency limiter (`weir::policy::shed::Limiter`): acquire against acquire (in-flight
-//! never exceeds the limit, no permit lost), a limit change racing an acquire, and a release
-//! whose sample moves the limit racing an acquire.
+//! never exceeds the limit, no permit lost), a limit change racing an acquire, a release
+//! whose sample moves the limit racing an acquire, and, on the fast path (an algorithm that
+//! does not learn, no metrics: the release is the `fetch_sub` alone), a release publishing the
+//! work done under its permit to the acquire that takes the freed slot.
 #![cfg(weir_loom)]
 
 mod common;
@@ -65,7 +67,7 @@ fn limit_change_races_acquire() {
         };
         let acquirer = {
             let limiter = limiter.clone();
-            spawn(move || match limiter.try_acquire() {
+            spawn(move || match limiter.try_acquire_owned() {
                 Ok(p) => {
                     assert_eq!((p.in_flight(), p.limit()), (2, 2));
                     Some(p)
@@ -100,7 +102,7 @@ fn release_sample_races_acquire() {
     model("release_sample_races_acquire", || {
         let aimd = Aimd::builder().initial(1).min(1).max(2).build().unwrap();
         let limiter = limiter(aimd);
-        let held = limiter.try_acquire().unwrap();
+        let held = limiter.try_acquire_owned().unwrap();
         let releaser = spawn(move || held.success());
         let acquirer = {
             let limiter = limiter.clone();
@@ -120,6 +122,54 @@ fn release_sample_races_acquire() {
         releaser.join().unwrap();
         acquirer.join().unwrap();
         assert_eq!(limiter.limit(), 2);
+        assert_eq!(limiter.in_flight(), 0, "a permit was lost");
+    });
+}
+
+/// The fast path (a `FixedLimit`, no metrics: no clock, no mutex). The main thread holds the
+/// only slot of a limit of 1 and hands it, as an owned permit, to a thread that writes a value
+/// with a `Relaxed` store and releases the permit; another thread tries to acquire with a
+/// borrowed permit. If it gets the slot, the holder has released it, and the release's
+/// `fetch_sub` (Release) and the acquire's CAS (Acquire) make the write visible even though it
+/// was `Relaxed`. Weakening either ordering to `Relaxed` fails this model.
+#[test]
+fn fast_path_release_publishes_to_next_acquirer() {
+    model("fast_path_release_publishes_to_next_acquirer", || {
+        let limiter = limiter(FixedLimit::new(1));
+        let data = Arc::new(AtomicUsize::new(0));
+        let held = limiter.try_acquire_owned().unwrap();
+        assert_eq!(held.started_at(), None, "the fast path reads no clock");
+        let holder = {
+            let data = data.clone();
+            spawn(move || {
+                data.store(7, Ordering::Relaxed);
+                held.success();
+            })
+        };
+        let acquirer = {
+            let (limiter, data) = (limiter.clone(), data.clone());
+            spawn(move || match limiter.try_acquire() {
+                Ok(p) => {
+                    assert_eq!((p.in_flight(), p.limit()), (1, 1));
+                    assert_eq!(
+                        data.load(Ordering::Relaxed),
+                        7,
+                        "the release did not publish"
+                    );
+                    drop(p);
+                    true
+                }
+                Err(r) => {
+                    assert_eq!(
+                        (r.reason, r.limit, r.in_flight),
+                        (RejectReason::AtLimit, 1, 1)
+                    );
+                    false
+                }
+            })
+        };
+        holder.join().unwrap();
+        acquirer.join().unwrap();
         assert_eq!(limiter.in_flight(), 0, "a permit was lost");
     });
 }

@@ -113,10 +113,11 @@ pub trait Completion<Res, E>: sealed::Sealed {
     fn complete(self, result: Result<&Res, &E>);
 }
 
-/// The guard of [`LimiterService`](super::LimiterService): a [`shed::Permit`] and the classifier
-/// that picks the outcome it is released with (its RTT is measured on the limiter's clock).
+/// The guard of [`LimiterService`](super::LimiterService): a [`shed::OwnedPermit`] and the
+/// classifier that picks the outcome it is released with (its RTT is measured on the limiter's
+/// clock, when the limiter measures one).
 pub struct LimiterGuard<C> {
-    pub(super) permit: shed::Permit,
+    pub(super) permit: shed::OwnedPermit,
     pub(super) classify: C,
 }
 

@@ -70,13 +70,14 @@ impl<S, C: Clone> Layer<S> for LimiterLayer<C> {
 /// - `poll_ready` is the inner service's: the limiter is not consulted there, so a service
 ///   under the limit is never held back, and nothing is reserved between `poll_ready` and
 ///   `call`.
-/// - `call` takes a permit with [`Limiter::try_acquire`] (one compare-and-swap). Refused, it
-///   returns a future that fails at once with [`Error::Overloaded`] and does not call the inner
-///   service (a readiness the inner service reserved in `poll_ready` stays reserved for the
-///   next call).
+/// - `call` takes a permit with [`Limiter::try_acquire_owned`] (one compare-and-swap, and a
+///   reference-count increment so that the response future can hold it). Refused, it returns a
+///   future that fails at once with [`Error::Overloaded`] and does not call the inner service
+///   (a readiness the inner service reserved in `poll_ready` stays reserved for the next call).
 /// - The permit is held by the response future until the inner future completes, then released
-///   with the classified [`shed::Outcome`] (success, dropped or ignored); the limiter measures
-///   the RTT on its clock from the grant to the release, and its algorithm learns from it.
+///   with the classified [`shed::Outcome`] (success, dropped or ignored); a limiter whose
+///   algorithm learns measures the RTT on its clock from the grant to the release, and the
+///   algorithm learns from it (a `FixedLimit` without metrics reads no clock).
 ///   A response future dropped before completion releases its permit as ignored.
 /// - In [`Mode::Shadow`](crate::policy::Mode::Shadow) the limiter admits every call and counts
 ///   those over the limit; the layer passes them through.
@@ -142,7 +143,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.limiter.try_acquire() {
+        match self.limiter.try_acquire_owned() {
             Ok(permit) => ResponseFuture::called(
                 self.inner.call(req),
                 LimiterGuard {

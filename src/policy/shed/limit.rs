@@ -49,8 +49,9 @@ impl Sample {
 /// An algorithm that computes a concurrency limit from samples.
 ///
 /// A [`Limiter`](super::Limiter) owns one, calls [`update`](LimitAlgorithm::update) for every
-/// request released as a success or a drop (never for ignored ones), one call at a time, and
-/// applies the returned limit at once. Implementations need no synchronization of their own.
+/// request released as a success or a drop (never for ignored ones, nor at all if
+/// [`learns`](LimitAlgorithm::learns) is false), one call at a time, and applies the returned
+/// limit at once. Implementations need no synchronization of their own.
 ///
 /// A limit is at least 1 (the limiter raises a 0 to 1, so that one request can always run and
 /// produce the samples that let the limit grow again).
@@ -67,6 +68,15 @@ pub trait LimitAlgorithm: Send + fmt::Debug + 'static {
 
     /// The smallest and largest limits this algorithm can produce.
     fn bounds(&self) -> RangeInclusive<u32>;
+
+    /// Whether this algorithm learns from samples (default: `true`). The limiter asks once,
+    /// when it is built. If `false`, it never calls [`update`](LimitAlgorithm::update) (the
+    /// limit changes only through [`set_limit`](LimitAlgorithm::set_limit)), so a release
+    /// neither measures an RTT nor takes the algorithm's mutex: without metrics, a decision is
+    /// then two atomic operations. [`FixedLimit`] returns `false`.
+    fn learns(&self) -> bool {
+        true
+    }
 }
 
 // === LimitConfigError ===
@@ -213,6 +223,9 @@ impl LimitAlgorithm for FixedLimit {
     }
     fn bounds(&self) -> RangeInclusive<u32> {
         1..=u32::MAX
+    }
+    fn learns(&self) -> bool {
+        false
     }
 }
 

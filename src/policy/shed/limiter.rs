@@ -15,6 +15,22 @@
 //! the algorithm, under a mutex that only releases with a sample and [`Limiter::set_limit`]
 //! take: acquires never touch it.
 //!
+//! # The fast path
+//!
+//! An algorithm that does not learn ([`LimitAlgorithm::learns`] is false, as for
+//! [`FixedLimit`](super::FixedLimit)) on a limiter without metrics needs neither an RTT nor the
+//! mutex: the limiter then reads no clock, and a decision is the CAS plus the `fetch_sub`.
+//! [`Limiter::try_acquire`] returns a [`Permit`] that borrows the limiter (no reference count
+//! to raise and lower per permit); [`Limiter::try_acquire_owned`] returns an [`OwnedPermit`]
+//! that holds a clone of it, for permits that must outlive the borrow (a future, another
+//! thread). Both release through the same code.
+//!
+//! # Layout
+//!
+//! The state word, the shadow counter and the algorithm mutex each sit on their own cache
+//! line; the fields that are only read after the build (clock, mode, metrics handles, flags)
+//! sit on another, which nothing writes.
+//!
 //! # Orderings
 //! - Acquire's CAS on the state word succeeds with `Acquire`, and release's `fetch_sub` is
 //!   `Release`: a permit is a semaphore slot, and the work done under a released permit
@@ -151,21 +167,43 @@ struct Metrics {
     outcomes: [Counter; 3],
 }
 
-struct Inner {
-    state: CachePadded<AtomicU64>,
-    shadow: CachePadded<AtomicU64>,
-    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+/// What the hot paths read and nothing writes after the build: kept on its own cache line(s),
+/// away from the state word and the mutex.
+struct Config {
     clock: SharedClock,
     mode: Mode,
     metrics: Option<Metrics>,
+    /// [`LimitAlgorithm::learns`], asked once at build: releases feed samples to the
+    /// algorithm (under its mutex).
+    learns: bool,
+    /// Grants read the clock: the algorithm learns, metrics record RTTs, or the builder asked
+    /// for timestamps ([`LimiterBuilder::timestamp_grants`]).
+    stamps: bool,
+    /// Releases do more than free the slot: the algorithm learns or metrics are recorded.
+    records: bool,
+}
+
+struct Inner {
+    /// Written by every acquire and release.
+    state: CachePadded<AtomicU64>,
+    /// Written by shadow acquires and releases only.
+    shadow: CachePadded<AtomicU64>,
+    /// Locked by releases that feed a sample and by `set_limit`.
+    algorithm: CachePadded<Mutex<Box<dyn LimitAlgorithm>>>,
+    /// Read-only after the build.
+    config: CachePadded<Config>,
 }
 
 /// A concurrency limiter driven by a [`LimitAlgorithm`].
 ///
 /// [`try_acquire`](Limiter::try_acquire) is lock-free and never lets the in-flight count exceed
-/// the limit (module docs). The returned [`Permit`] is released with an [`Outcome`] (or as
-/// [`Outcome::Ignored`] when dropped); successes and drops feed the algorithm with their RTT,
-/// measured on the limiter's clock.
+/// the limit (module docs). The returned [`Permit`] (borrowing the limiter; or an
+/// [`OwnedPermit`] from [`try_acquire_owned`](Limiter::try_acquire_owned)) is released with an
+/// [`Outcome`] (or as [`Outcome::Ignored`] when dropped); successes and drops feed the algorithm
+/// with their RTT, measured on the limiter's clock. An algorithm that does not learn
+/// ([`LimitAlgorithm::learns`], e.g. a [`FixedLimit`](super::FixedLimit)) gets no samples: on a
+/// limiter without a registry, a decision is then one compare-and-swap to acquire and one
+/// `fetch_sub` to release, with no clock read and no lock.
 ///
 /// In [`Mode::Shadow`], a request over the limit is admitted anyway with a permit that does not
 /// count against the limit (so the limit still bounds the enforced in-flight count); the permit
@@ -193,6 +231,11 @@ struct Inner {
 /// assert_eq!(refused.reason, RejectReason::AtLimit);
 /// permit.success();
 /// assert_eq!(limiter.in_flight(), 0);
+///
+/// // A permit that outlives the borrow (a spawned thread, a future):
+/// let owned = limiter.try_acquire_owned()?;
+/// std::thread::spawn(move || owned.success()).join().unwrap();
+/// assert_eq!(limiter.in_flight(), 0);
 /// # Ok::<(), weir::policy::shed::Rejection>(())
 /// ```
 #[derive(Clone)]
@@ -207,6 +250,7 @@ pub struct LimiterBuilder {
     mode: Mode,
     registry: Option<Registry>,
     name: String,
+    timestamps: bool,
 }
 
 impl fmt::Debug for LimiterBuilder {
@@ -216,6 +260,7 @@ impl fmt::Debug for LimiterBuilder {
             .field("mode", &self.mode)
             .field("name", &self.name)
             .field("registry", &self.registry.is_some())
+            .field("timestamps", &self.timestamps)
             .finish_non_exhaustive()
     }
 }
@@ -273,6 +318,14 @@ impl LimiterBuilder {
         self.name = name.to_owned();
         self
     }
+    /// Reads the clock at every grant, so that [`Permit::started_at`] is always `Some`
+    /// (default: off). Without it, a limiter whose algorithm does not learn
+    /// ([`LimitAlgorithm::learns`]) and that has no registry reads no clock at all, and its
+    /// permits' `started_at` is `None`; any other limiter reads the clock at every grant anyway.
+    pub fn timestamp_grants(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
+    }
 
     /// Builds the limiter.
     ///
@@ -292,16 +345,23 @@ impl LimiterBuilder {
         if let Some(m) = &metrics {
             m.limit.set(i64::from(limit));
         }
+        let learns = self.algorithm.learns();
+        let records = learns || metrics.is_some();
         Limiter {
             inner: Arc::new(Inner {
                 state: CachePadded::new(AtomicU64::new(Word::new(limit, 0).0)),
                 shadow: CachePadded::new(AtomicU64::new(0)),
-                algorithm: Mutex::new(self.algorithm),
-                clock: self
-                    .clock
-                    .unwrap_or_else(|| Arc::new(SystemClock::new()) as SharedClock),
-                mode: self.mode,
-                metrics,
+                algorithm: CachePadded::new(Mutex::new(self.algorithm)),
+                config: CachePadded::new(Config {
+                    clock: self
+                        .clock
+                        .unwrap_or_else(|| Arc::new(SystemClock::new()) as SharedClock),
+                    mode: self.mode,
+                    metrics,
+                    learns,
+                    stamps: records || self.timestamps,
+                    records,
+                }),
             }),
         }
     }
@@ -350,6 +410,7 @@ impl Limiter {
             mode: Mode::Enforce,
             registry: None,
             name: "default".to_owned(),
+            timestamps: false,
         }
     }
 
@@ -361,76 +422,36 @@ impl Limiter {
     /// Takes a permit if fewer requests are in flight than the limit allows. Lock-free: one
     /// compare-and-swap loop on the state word (module docs).
     ///
+    /// The permit borrows the limiter; [`try_acquire_owned`](Limiter::try_acquire_owned) gives
+    /// one that does not (for a future or a thread that may outlive the borrow), or convert with
+    /// [`Permit::into_owned`].
+    ///
     /// # Errors
     ///
     /// A [`Rejection`] with the limit and in-flight count that decided it (enforce mode only:
     /// shadow mode always returns a permit).
-    pub fn try_acquire(&self) -> Result<Permit, Rejection> {
-        let inner = &*self.inner;
-        // Relaxed: a first guess; the CAS re-checks (module docs).
-        let mut cur = Word(inner.state.load(Ordering::Relaxed));
-        loop {
-            if cur.in_flight() >= cur.limit() {
-                return self.over_limit(cur);
-            }
-            // in_flight < limit <= u32::MAX, so +1 stays in the low half.
-            let next = Word(cur.0 + 1);
-            // Acquire on success: pairs with the Release of the permit whose slot we take.
-            // Relaxed on failure: the retry re-checks the fresh value.
-            match inner.state.compare_exchange_weak(
-                cur.0,
-                next.0,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => cur = Word(actual),
-            }
-        }
-        if let Some(m) = &inner.metrics {
-            m.in_flight.inc();
-        }
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_>, Rejection> {
+        let grant = self.inner.acquire()?;
         Ok(Permit {
-            limiter: self.inner.clone(),
-            start: inner.clock.now(),
-            in_flight: cur.in_flight() + 1,
-            limit: cur.limit(),
-            shadow: None,
-            done: false,
+            limiter: self,
+            grant,
         })
     }
 
-    #[cold]
-    fn over_limit(&self, cur: Word) -> Result<Permit, Rejection> {
-        let inner = &*self.inner;
-        let rejection = Rejection {
-            reason: if cur.in_flight() > cur.limit() {
-                RejectReason::LimitShrank
-            } else {
-                RejectReason::AtLimit
-            },
-            limit: cur.limit(),
-            in_flight: cur.in_flight(),
-        };
-        if let Some(m) = &inner.metrics {
-            m.rejections.inc();
-        }
-        if inner.mode.enforces() {
-            return Err(rejection);
-        }
-        // Relaxed: a count (module docs).
-        let shadow = inner.shadow.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(m) = &inner.metrics {
-            m.in_flight.inc();
-        }
-        let total = u64::from(cur.in_flight()).saturating_add(shadow);
-        Ok(Permit {
-            limiter: self.inner.clone(),
-            start: inner.clock.now(),
-            in_flight: u32::try_from(total).unwrap_or(u32::MAX),
-            limit: cur.limit(),
-            shadow: Some(rejection),
-            done: false,
+    /// As [`try_acquire`](Limiter::try_acquire), but the permit holds its own handle to the
+    /// limiter (a clone: one reference-count increment, and a decrement when it is released),
+    /// so it is `'static`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Limiter::try_acquire).
+    #[inline]
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit, Rejection> {
+        let grant = self.inner.acquire()?;
+        Ok(OwnedPermit {
+            limiter: self.clone(),
+            grant,
         })
     }
 
@@ -458,7 +479,7 @@ impl Limiter {
 
     /// Whether the limiter enforces or only observes.
     pub fn mode(&self) -> Mode {
-        self.inner.mode
+        self.inner.config.mode
     }
 
     /// Sets the limit by hand through the algorithm ([`LimitAlgorithm::set_limit`], which
@@ -481,6 +502,140 @@ impl Limiter {
 }
 
 impl Inner {
+    /// Takes a slot in the state word (or, over the limit in shadow mode, a shadow slot).
+    #[inline]
+    fn acquire(&self) -> Result<Grant, Rejection> {
+        // Relaxed: a first guess; the CAS re-checks (module docs).
+        let mut cur = Word(self.state.load(Ordering::Relaxed));
+        loop {
+            if cur.in_flight() >= cur.limit() {
+                return self.over_limit(cur);
+            }
+            // in_flight < limit <= u32::MAX, so +1 stays in the low half.
+            let next = Word(cur.0 + 1);
+            // Acquire on success: pairs with the Release of the permit whose slot we take.
+            // Relaxed on failure: the retry re-checks the fresh value.
+            match self.state.compare_exchange_weak(
+                cur.0,
+                next.0,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = Word(actual),
+            }
+        }
+        if let Some(m) = &self.config.metrics {
+            m.in_flight.inc();
+        }
+        Ok(Grant {
+            start: self.stamp(),
+            in_flight: cur.in_flight() + 1,
+            limit: cur.limit(),
+            shadow: None,
+            done: false,
+        })
+    }
+
+    #[cold]
+    fn over_limit(&self, cur: Word) -> Result<Grant, Rejection> {
+        let config = &*self.config;
+        let rejection = Rejection {
+            reason: if cur.in_flight() > cur.limit() {
+                RejectReason::LimitShrank
+            } else {
+                RejectReason::AtLimit
+            },
+            limit: cur.limit(),
+            in_flight: cur.in_flight(),
+        };
+        if let Some(m) = &config.metrics {
+            m.rejections.inc();
+        }
+        if config.mode.enforces() {
+            return Err(rejection);
+        }
+        // Relaxed: a count (module docs).
+        let shadow = self.shadow.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(m) = &config.metrics {
+            m.in_flight.inc();
+        }
+        let total = u64::from(cur.in_flight()).saturating_add(shadow);
+        Ok(Grant {
+            start: self.stamp(),
+            in_flight: u32::try_from(total).unwrap_or(u32::MAX),
+            limit: cur.limit(),
+            shadow: Some(rejection),
+            done: false,
+        })
+    }
+
+    /// The grant time, if anything needs it (see [`Config::stamps`]).
+    #[inline]
+    fn stamp(&self) -> Option<Duration> {
+        let config = &*self.config;
+        config.stamps.then(|| config.clock.now())
+    }
+
+    /// Releases `grant` once (later calls do nothing). Without metrics and with an algorithm
+    /// that does not learn, this is the `fetch_sub` alone.
+    #[inline]
+    fn release(&self, grant: &mut Grant, outcome: Outcome, rtt: Option<Duration>) {
+        if grant.done {
+            return;
+        }
+        grant.done = true;
+        if self.config.records {
+            self.release_recorded(grant, outcome, rtt);
+        } else {
+            self.free(grant);
+        }
+    }
+
+    /// Gives the grant's slot back.
+    #[inline]
+    fn free(&self, grant: &Grant) {
+        if grant.shadow.is_some() {
+            // Relaxed: a count (module docs).
+            self.shadow.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            // Release: publishes the work done under this permit to the next acquirer of the
+            // slot. The word's in-flight half is at least 1 (this permit), so no borrow reaches
+            // the limit half.
+            self.state.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// A release that feeds the algorithm or the metrics: the RTT (the caller's, or one clock
+    /// read, taken before the slot is freed), then the slot, then metrics and the sample.
+    fn release_recorded(&self, grant: &Grant, outcome: Outcome, rtt: Option<Duration>) {
+        let config = &*self.config;
+        let sampled = config.learns && outcome != Outcome::Ignored;
+        // An ignored release on a learning limiter without metrics needs no RTT: no clock.
+        // A caller's RTT needs no clock either. `start` is always `Some` here (`stamps`
+        // includes `records`); were it not, the sample would be skipped, never faked.
+        let rtt = if sampled || config.metrics.is_some() {
+            rtt.or_else(|| grant.start.map(|s| config.clock.now().saturating_sub(s)))
+        } else {
+            None
+        };
+        self.free(grant);
+        if let Some(m) = &config.metrics {
+            m.in_flight.dec();
+            m.outcomes[outcome as usize].inc();
+            if let Some(rtt) = rtt {
+                m.rtt.record(nanos(rtt));
+            }
+        }
+        if let (true, Some(rtt)) = (sampled, rtt) {
+            self.sample(&Sample::new(
+                rtt,
+                grant.in_flight,
+                outcome == Outcome::Dropped,
+            ));
+        }
+    }
+
     /// Applies a limit computed under the algorithm mutex (which the caller holds).
     fn store_limit(&self, limit: u32) {
         // Relaxed: a reading to skip a no-op write; only mutex holders change the limit.
@@ -494,7 +649,7 @@ impl Inner {
                     Some(Word(w).with_limit(limit).0)
                 });
         }
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.config.metrics {
             m.limit.set(i64::from(limit));
         }
     }
@@ -510,14 +665,103 @@ impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limiter")
             .field("state", &self.state())
-            .field("mode", &self.inner.mode)
+            .field("mode", &self.inner.config.mode)
             .finish_non_exhaustive()
     }
 }
 
-// === Permit ===
+// === Permit, OwnedPermit ===
 
-/// Admission to run one request under a [`Limiter`].
+/// What a grant decided, shared by both permit types.
+#[derive(Clone, Copy)]
+struct Grant {
+    start: Option<Duration>,
+    in_flight: u32,
+    limit: u32,
+    shadow: Option<Rejection>,
+    done: bool,
+}
+
+/// The methods common to [`Permit`] and [`OwnedPermit`] (identical on both; the release logic
+/// is `Inner::release`, shared).
+macro_rules! permit_methods {
+    () => {
+        /// The request completed normally: its RTT is a sample.
+        #[inline]
+        pub fn success(self) {
+            self.release(Outcome::Success);
+        }
+
+        /// The request was dropped (timeout, overload): a congestion sample.
+        #[inline]
+        pub fn dropped(self) {
+            self.release(Outcome::Dropped);
+        }
+
+        /// The request says nothing about capacity: free the slot, no sample.
+        #[inline]
+        pub fn ignore(self) {
+            self.release(Outcome::Ignored);
+        }
+
+        /// Releases with `outcome`, the RTT measured on the limiter's clock (only if the
+        /// algorithm learns from it or metrics record it).
+        #[inline]
+        pub fn release(mut self, outcome: Outcome) {
+            self.limiter.inner.release(&mut self.grant, outcome, None);
+        }
+
+        /// Releases with `outcome` and an RTT measured by the caller (the limiter then reads no
+        /// clock at the release).
+        #[inline]
+        pub fn release_with_rtt(mut self, outcome: Outcome, rtt: Duration) {
+            self.limiter
+                .inner
+                .release(&mut self.grant, outcome, Some(rtt));
+        }
+
+        /// The in-flight count right after this permit was granted, itself included (in
+        /// shadow mode, for a permit over the limit: enforced plus shadow permits). For an
+        /// enforced permit it is at most [`limit`](Self::limit): both come from one value of
+        /// the state word.
+        pub fn in_flight(&self) -> u32 {
+            self.grant.in_flight
+        }
+
+        /// The limit in force when this permit was granted.
+        pub fn limit(&self) -> u32 {
+            self.grant.limit
+        }
+
+        /// When the permit was granted, on the limiter's clock; `None` if the limiter reads no
+        /// clock at grants. It reads one whenever something uses the time: an algorithm that
+        /// learns ([`LimitAlgorithm::learns`]), a registry (the RTT histogram), or
+        /// [`LimiterBuilder::timestamp_grants`]. So `None` only on a limiter with a
+        /// non-learning algorithm (such as a `FixedLimit`), no registry, and no timestamps.
+        pub fn started_at(&self) -> Option<Duration> {
+            self.grant.start
+        }
+
+        /// In shadow mode, the rejection this request would have got; `None` for a permit
+        /// granted within the limit.
+        pub fn shadow_rejection(&self) -> Option<&Rejection> {
+            self.grant.shadow.as_ref()
+        }
+
+        /// [`Verdict::Admit`], or [`Verdict::ShadowReject`] for a permit over the limit in
+        /// shadow mode.
+        pub fn verdict(&self) -> Verdict {
+            if self.grant.shadow.is_some() {
+                Verdict::ShadowReject
+            } else {
+                Verdict::Admit
+            }
+        }
+    };
+}
+
+/// Admission to run one request under a [`Limiter`], borrowing it (from
+/// [`Limiter::try_acquire`]). [`OwnedPermit`] is the same without the borrow.
 ///
 /// Release it with [`success`](Permit::success), [`dropped`](Permit::dropped) or
 /// [`ignore`](Permit::ignore) (or [`release`](Permit::release)); dropping it releases it as
@@ -525,120 +769,86 @@ impl fmt::Debug for Limiter {
 /// is the limiter clock's time from the grant to the release, unless given with
 /// [`release_with_rtt`](Permit::release_with_rtt).
 #[must_use = "a permit admits one request; dropping it at once releases it as ignored"]
-pub struct Permit {
-    limiter: Arc<Inner>,
-    start: Duration,
-    in_flight: u32,
-    limit: u32,
-    shadow: Option<Rejection>,
-    done: bool,
+pub struct Permit<'a> {
+    limiter: &'a Limiter,
+    grant: Grant,
 }
 
-impl Permit {
-    /// The request completed normally: its RTT is a sample.
-    pub fn success(self) {
-        self.release(Outcome::Success);
+impl<'a> Permit<'a> {
+    permit_methods!();
+
+    /// The same permit, holding its own handle to the limiter (one reference-count increment)
+    /// instead of the borrow.
+    pub fn into_owned(mut self) -> OwnedPermit {
+        let owned = OwnedPermit {
+            limiter: self.limiter.clone(),
+            grant: self.grant,
+        };
+        // The slot now belongs to `owned`: this one's drop must not free it.
+        self.grant.done = true;
+        owned
     }
 
-    /// The request was dropped (timeout, overload): a congestion sample.
-    pub fn dropped(self) {
-        self.release(Outcome::Dropped);
-    }
-
-    /// The request says nothing about capacity: free the slot, no sample.
-    pub fn ignore(self) {
-        self.release(Outcome::Ignored);
-    }
-
-    /// Releases with `outcome`, the RTT measured on the limiter's clock.
-    pub fn release(mut self, outcome: Outcome) {
-        self.finish(outcome, None);
-    }
-
-    /// Releases with `outcome` and an RTT measured by the caller.
-    pub fn release_with_rtt(mut self, outcome: Outcome, rtt: Duration) {
-        self.finish(outcome, Some(rtt));
-    }
-
-    /// The in-flight count right after this permit was granted, itself included (in shadow
-    /// mode, for a permit over the limit: enforced plus shadow permits). For an enforced permit
-    /// it is at most [`limit`](Permit::limit): both come from one value of the state word.
-    pub fn in_flight(&self) -> u32 {
-        self.in_flight
-    }
-
-    /// The limit in force when this permit was granted.
-    pub fn limit(&self) -> u32 {
-        self.limit
-    }
-
-    /// When the permit was granted, on the limiter's clock.
-    pub fn started_at(&self) -> Duration {
-        self.start
-    }
-
-    /// In shadow mode, the rejection this request would have got; `None` for a permit granted
-    /// within the limit.
-    pub fn shadow_rejection(&self) -> Option<&Rejection> {
-        self.shadow.as_ref()
-    }
-
-    /// [`Verdict::Admit`], or [`Verdict::ShadowReject`] for a permit over the limit in shadow
-    /// mode.
-    pub fn verdict(&self) -> Verdict {
-        if self.shadow.is_some() {
-            Verdict::ShadowReject
-        } else {
-            Verdict::Admit
-        }
-    }
-
-    fn finish(&mut self, outcome: Outcome, rtt: Option<Duration>) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let inner = &*self.limiter;
-        let rtt = rtt.unwrap_or_else(|| inner.clock.now().saturating_sub(self.start));
-        if self.shadow.is_some() {
-            // Relaxed: a count (module docs).
-            inner.shadow.fetch_sub(1, Ordering::Relaxed);
-        } else {
-            // Release: publishes the work done under this permit to the next acquirer of the
-            // slot. The word's in-flight half is at least 1 (this permit), so no borrow reaches
-            // the limit half.
-            inner.state.fetch_sub(1, Ordering::Release);
-        }
-        if let Some(m) = &inner.metrics {
-            m.in_flight.dec();
-            m.outcomes[outcome as usize].inc();
-            m.rtt.record(nanos(rtt));
-        }
-        if outcome != Outcome::Ignored {
-            inner.sample(&Sample::new(
-                rtt,
-                self.in_flight,
-                outcome == Outcome::Dropped,
-            ));
-        }
+    /// The limiter this permit was granted by.
+    pub fn limiter(&self) -> &'a Limiter {
+        self.limiter
     }
 }
 
-impl Drop for Permit {
+impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.finish(Outcome::Ignored, None);
+        self.limiter
+            .inner
+            .release(&mut self.grant, Outcome::Ignored, None);
     }
 }
 
-impl fmt::Debug for Permit {
+impl fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("in_flight", &self.in_flight)
-            .field("limit", &self.limit)
-            .field("started_at", &self.start)
-            .field("shadow", &self.shadow)
-            .finish_non_exhaustive()
+        debug_grant(f.debug_struct("Permit"), &self.grant)
     }
+}
+
+/// Admission to run one request under a [`Limiter`], holding its own handle to it (from
+/// [`Limiter::try_acquire_owned`] or [`Permit::into_owned`]): `'static`, for futures and
+/// threads. Same methods and release semantics as [`Permit`].
+#[must_use = "a permit admits one request; dropping it at once releases it as ignored"]
+pub struct OwnedPermit {
+    limiter: Limiter,
+    grant: Grant,
+}
+
+impl OwnedPermit {
+    permit_methods!();
+
+    /// The limiter this permit was granted by.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+}
+
+impl Drop for OwnedPermit {
+    #[inline]
+    fn drop(&mut self) {
+        self.limiter
+            .inner
+            .release(&mut self.grant, Outcome::Ignored, None);
+    }
+}
+
+impl fmt::Debug for OwnedPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_grant(f.debug_struct("OwnedPermit"), &self.grant)
+    }
+}
+
+fn debug_grant(mut d: fmt::DebugStruct<'_, '_>, g: &Grant) -> fmt::Result {
+    d.field("in_flight", &g.in_flight)
+        .field("limit", &g.limit)
+        .field("started_at", &g.start)
+        .field("shadow", &g.shadow)
+        .finish_non_exhaustive()
 }
 
 #[cfg(all(test, not(weir_loom)))]
@@ -731,7 +941,7 @@ mod tests {
             .unwrap();
         let (clock, l) = manual(aimd, Mode::Enforce);
         let p = l.try_acquire().unwrap();
-        assert_eq!(p.started_at(), Duration::ZERO);
+        assert_eq!(p.started_at(), Some(Duration::ZERO));
         clock.advance(5 * MS);
         p.success(); // in_flight 1 × 2 >= 2: +1
         assert_eq!(l.limit(), 3);
@@ -832,11 +1042,261 @@ mod tests {
         assert!(format!("{:?}", Limiter::builder(FixedLimit::new(1))).contains("FixedLimit"));
     }
 
+    /// A clock that counts its reads (on top of a manual clock).
+    #[derive(Debug, Clone, Default)]
+    struct CountingClock {
+        time: ManualClock,
+        reads: Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl crate::clock::Clock for CountingClock {
+        fn now(&self) -> Duration {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.time.now()
+        }
+    }
+
+    impl CountingClock {
+        fn reads(&self) -> u64 {
+            self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    fn counting(builder: LimiterBuilder) -> (CountingClock, Limiter) {
+        let clock = CountingClock::default();
+        let l = builder.clock(Arc::new(clock.clone())).build().unwrap();
+        (clock, l)
+    }
+
+    /// An algorithm that does not learn: `update` must never be called.
+    #[derive(Debug)]
+    struct NoLearning(u32);
+
+    impl LimitAlgorithm for NoLearning {
+        fn limit(&self) -> u32 {
+            self.0
+        }
+        fn update(&mut self, _: &Sample) -> u32 {
+            unreachable!("update called on an algorithm that does not learn")
+        }
+        fn set_limit(&mut self, limit: u32) -> u32 {
+            self.0 = limit.max(1);
+            self.0
+        }
+        fn bounds(&self) -> std::ops::RangeInclusive<u32> {
+            1..=u32::MAX
+        }
+        fn learns(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn learns_flags() {
+        assert!(!FixedLimit::new(1).learns());
+        assert!(Aimd::builder().build().unwrap().learns());
+    }
+
+    /// A non-learning algorithm without metrics: no clock read, no `update`, `started_at` is
+    /// `None`, and the word still counts exactly.
+    #[test]
+    fn non_learning_fast_path_reads_no_clock() {
+        let (clock, l) = counting(Limiter::builder(NoLearning(2)));
+        let a = l.try_acquire().unwrap();
+        let b = l.try_acquire_owned().unwrap();
+        assert_eq!((a.started_at(), b.started_at()), (None, None));
+        assert_eq!(l.try_acquire().unwrap_err().reason, RejectReason::AtLimit);
+        clock.time.advance(MS);
+        a.success();
+        b.release_with_rtt(Outcome::Dropped, MS);
+        let c = l.try_acquire().unwrap();
+        drop(c);
+        l.try_acquire().unwrap().ignore();
+        assert_eq!(l.in_flight(), 0);
+        assert_eq!(l.set_limit(1), 1);
+        assert_eq!(clock.reads(), 0);
+        assert!(format!("{:?}", l.try_acquire().unwrap()).contains("started_at: None"));
+    }
+
+    /// `timestamp_grants` restores a grant time on the fast path (one read per grant, none at
+    /// the release).
+    #[test]
+    fn timestamp_grants_reads_once_per_grant() {
+        let (clock, l) = counting(Limiter::builder(FixedLimit::new(4)).timestamp_grants(true));
+        clock.time.advance(3 * MS);
+        let p = l.try_acquire().unwrap();
+        assert_eq!(p.started_at(), Some(3 * MS));
+        p.success();
+        let p = l.try_acquire_owned().unwrap();
+        assert_eq!(p.started_at(), Some(3 * MS));
+        p.dropped();
+        assert_eq!(clock.reads(), 2);
+    }
+
+    /// A learning algorithm: one read at the grant, one at a sampled release; none at an
+    /// ignored release, nor at a release with the caller's RTT (which is the sample).
+    #[test]
+    fn learning_reads_the_clock_only_when_it_needs_an_rtt() {
+        let aimd = Aimd::builder().initial(2).min(1).max(4).build().unwrap();
+        let (clock, l) = counting(Limiter::builder(aimd));
+        let p = l.try_acquire().unwrap();
+        assert_eq!(p.started_at(), Some(Duration::ZERO));
+        p.success();
+        assert_eq!(clock.reads(), 2);
+        assert_eq!(l.limit(), 3);
+        l.try_acquire().unwrap().ignore();
+        assert_eq!(clock.reads(), 3);
+        let p = l.try_acquire_owned().unwrap();
+        p.release_with_rtt(Outcome::Dropped, MS);
+        assert_eq!(clock.reads(), 4);
+        assert_eq!(l.limit(), 2); // floor(3 × 0.9): the sample reached the algorithm
+    }
+
+    /// A non-learning algorithm with a registry: RTTs still go to the histogram (the clock's,
+    /// or the caller's), without `update`.
+    #[test]
+    fn non_learning_with_metrics_records_rtts() {
+        let registry = Registry::new();
+        let (clock, l) = counting(Limiter::builder(NoLearning(2)).registry(&registry));
+        let p = l.try_acquire().unwrap();
+        assert_eq!(p.started_at(), Some(Duration::ZERO));
+        clock.time.advance(5 * MS);
+        p.success();
+        l.try_acquire_owned()
+            .unwrap()
+            .release_with_rtt(Outcome::Ignored, 2 * MS);
+        let s = registry.snapshot();
+        let rtt = s
+            .histogram("concurrency_limit_rtt_nanoseconds", &["default"])
+            .unwrap();
+        assert_eq!(rtt.count(), 2);
+        assert_eq!(rtt.sum(), 7_000_000); // 5 ms on the clock, 2 ms given
+        assert_eq!(
+            s.counter("concurrency_limit_requests_total", &["default", "ignored"]),
+            Some(1)
+        );
+        assert_eq!(
+            s.gauge("concurrency_limit_in_flight", &["default"]),
+            Some(0)
+        );
+        assert_eq!(clock.reads(), 3); // two grants, one release without an RTT
+    }
+
+    /// Owned permits: `'static`, released on other threads; `into_owned` moves the slot.
+    #[test]
+    fn owned_permits_cross_threads() {
+        let l = Limiter::new(FixedLimit::new(8));
+        let owned: Vec<OwnedPermit> = (0..4).map(|_| l.try_acquire_owned().unwrap()).collect();
+        let borrowed = l.try_acquire().unwrap();
+        assert_eq!((borrowed.in_flight(), borrowed.limit()), (5, 8));
+        assert!(std::ptr::eq(borrowed.limiter(), &l));
+        let moved = borrowed.into_owned(); // the borrowed permit's drop frees nothing
+        assert_eq!(l.in_flight(), 5);
+        assert_eq!(moved.verdict(), Verdict::Admit);
+        assert!(moved.shadow_rejection().is_none());
+        assert_eq!(moved.limiter().limit(), 8);
+        assert!(format!("{moved:?}").contains("OwnedPermit"));
+        let handles: Vec<_> = owned
+            .into_iter()
+            .chain([moved])
+            .enumerate()
+            .map(|(i, p)| {
+                std::thread::spawn(move || match i % 3 {
+                    0 => p.success(),
+                    1 => drop(p),
+                    _ => p.release(Outcome::Dropped),
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(l.in_flight(), 0);
+    }
+
+    /// Shadow permits on the fast path: counted apart, both kinds of permit.
+    #[test]
+    fn shadow_fast_path() {
+        let (clock, l) = counting(Limiter::builder(FixedLimit::new(1)).mode(Mode::Shadow));
+        let a = l.try_acquire().unwrap();
+        let b = l.try_acquire_owned().unwrap();
+        let c = l.try_acquire().unwrap().into_owned();
+        assert_eq!(
+            (b.verdict(), c.verdict()),
+            (Verdict::ShadowReject, Verdict::ShadowReject)
+        );
+        assert_eq!(c.in_flight(), 3);
+        assert_eq!(l.state().shadow_in_flight, 2);
+        b.success();
+        drop(c);
+        a.success();
+        let s = l.state();
+        assert_eq!((s.in_flight, s.shadow_in_flight), (0, 0));
+        assert_eq!(clock.reads(), 0);
+    }
+
+    /// 16 threads × many acquire/release on the fast path (borrowed and owned permits): the
+    /// word never shows more in flight than the limit, a tracker of permits held never exceeds
+    /// it, and every permit comes back.
+    #[test]
+    fn fast_path_sixteen_threads_exact() {
+        const LIMIT: u32 = 3;
+        const ROUNDS: u32 = 20_000;
+        let l = Limiter::new(FixedLimit::new(LIMIT));
+        let held = std::sync::atomic::AtomicU32::new(0);
+        let grants = std::sync::atomic::AtomicU64::new(0);
+        let refusals = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..16u32 {
+                let (l, held, grants, refusals) = (&l, &held, &grants, &refusals);
+                s.spawn(move || {
+                    use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+                    for i in 0..ROUNDS {
+                        let permit = if (i + t) % 2 == 0 {
+                            l.try_acquire().map(Permit::into_owned)
+                        } else {
+                            l.try_acquire_owned()
+                        };
+                        match permit {
+                            Ok(p) => {
+                                assert!(p.in_flight() <= p.limit(), "{p:?}");
+                                let now = held.fetch_add(1, SeqCst) + 1;
+                                assert!(now <= LIMIT, "{now} held under a limit of {LIMIT}");
+                                assert!(l.in_flight() <= LIMIT);
+                                held.fetch_sub(1, SeqCst);
+                                grants.fetch_add(1, Relaxed);
+                                match i % 3 {
+                                    0 => p.success(),
+                                    1 => drop(p),
+                                    _ => p.release_with_rtt(Outcome::Dropped, MS),
+                                }
+                            }
+                            Err(r) => {
+                                assert!(r.in_flight >= r.limit);
+                                refusals.fetch_add(1, Relaxed);
+                            }
+                        }
+                        // The borrowed kind too, held across nothing.
+                        if let Ok(p) = l.try_acquire() {
+                            assert!(p.in_flight() <= LIMIT);
+                            p.success();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(l.in_flight(), 0);
+        let total = grants.into_inner() + refusals.into_inner();
+        assert_eq!(total, 16 * u64::from(ROUNDS));
+    }
+
     #[test]
     fn permits_are_send_and_limiter_is_sync() {
         fn check<T: Send + Sync>() {}
         check::<Limiter>();
-        check::<Permit>();
+        check::<Permit<'_>>();
+        check::<OwnedPermit>();
         for o in [Outcome::Success, Outcome::Dropped, Outcome::Ignored] {
             assert!(!o.as_str().is_empty());
         }

@@ -70,8 +70,8 @@ pub use limit::{
     Sample, Vegas, VegasBuilder,
 };
 pub use limiter::{
-    Limiter, LimiterBuildError, LimiterBuilder, LimiterState, Outcome, Permit, RejectReason,
-    Rejection,
+    Limiter, LimiterBuildError, LimiterBuilder, LimiterState, Outcome, OwnedPermit, Permit,
+    RejectReason, Rejection,
 };
 pub use signals::{ManualSignals, NoSignals, ProcSampler, SystemSample, SystemSignals};
 pub use throttle::{AdaptiveThrottle, ThrottleBuildError, ThrottleBuilder, ThrottleDecision};
