@@ -570,6 +570,12 @@ fn decisions(c: &mut Criterion) {
     );
     group(
         c,
+        "limiter_aimd",
+        decisions::WeirLimiterAimd::new,
+        decisions::MutexLimiterAimd::new,
+    );
+    group(
+        c,
         "breaker",
         decisions::WeirBreaker::new,
         decisions::MutexBreaker::new,

@@ -55,8 +55,11 @@
 //! each are documented in `examples/support/decisions.rs`, shared with the criterion bench):
 //! - `weir/budget`: `RatioBudget::deposit` then `try_withdraw` (a request that retries once).
 //! - `base/budget_mutex`: the same slot accounting in one `Mutex`, same two calls.
-//! - `weir/limiter`: `Limiter::try_acquire` then `Permit::success` (RTT to a `FixedLimit`).
+//! - `weir/limiter`: `Limiter::try_acquire` then `Permit::success` under a `FixedLimit`
+//!   (which learns nothing: no clock read, no sample).
 //! - `base/limiter_mutex`: in-flight count, limit and algorithm in one `Mutex`; same work.
+//! - `weir/limiter_aimd`, `base/limiter_aimd_mutex`: the same with an `Aimd` algorithm, which
+//!   learns: two clock reads and one RTT sample fed to the algorithm per decision.
 //! - `weir/breaker`: `CircuitBreaker::try_acquire` then `Permit::success` (lift's defaults).
 //! - `base/breaker_mutex`: the same state machine and window in one `Mutex`.
 //! - `weir/ratelimit`: `Gcra::try_acquire` on a quota that always admits.
@@ -107,7 +110,7 @@ const SERIES: usize = METHODS.len() * CODES;
 /// Label pairs each lookup thread cycles through (a power of two).
 const KEYS_PER_THREAD: usize = 64;
 
-const CASES: [&str; 23] = [
+const CASES: [&str; 25] = [
     "weir/counter",
     "base/atomic_shared",
     "base/striped_padded",
@@ -125,6 +128,8 @@ const CASES: [&str; 23] = [
     "base/budget_mutex",
     "weir/limiter",
     "base/limiter_mutex",
+    "weir/limiter_aimd",
+    "base/limiter_aimd_mutex",
     "weir/breaker",
     "base/breaker_mutex",
     "weir/ratelimit",
@@ -146,6 +151,7 @@ cases: weir/counter, base/atomic_shared, base/striped_padded,
        weir/snapshot_load, weir/snapshot_cached, base/arcswap_load, base/rwlock_read,
        weir/labeled_lookup, base/hashmap_uncontended, base/hashmap_rwlock,
        weir/budget, base/budget_mutex, weir/limiter, base/limiter_mutex,
+       weir/limiter_aimd, base/limiter_aimd_mutex,
        weir/breaker, base/breaker_mutex, weir/ratelimit,
        base/ratelimit_mutex,
        base/clock_now, base/cached_clock_now
@@ -881,6 +887,8 @@ fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) ->
         "base/budget_mutex" => decision!(MutexBudget),
         "weir/limiter" => decision!(WeirLimiter),
         "base/limiter_mutex" => decision!(MutexLimiter),
+        "weir/limiter_aimd" => decision!(WeirLimiterAimd),
+        "base/limiter_aimd_mutex" => decision!(MutexLimiterAimd),
         "weir/breaker" => decision!(WeirBreaker),
         "base/breaker_mutex" => decision!(MutexBreaker),
         "weir/ratelimit" => decision!(WeirRatelimit),

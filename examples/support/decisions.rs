@@ -15,8 +15,11 @@
 //!   retry count against the deposit sum it read before), and a 2-core machine shared with
 //!   other work preempts often: a small reserve would make the run fail its all-admitted
 //!   check for that reason.
-//! - limiter: `try_acquire()` then release as a success, the RTT fed to a [`FixedLimit`] of
-//!   1,000,000. weir: [`Limiter`]; base: `(in_flight, limit, algorithm)` in one `Mutex`.
+//! - limiter: `try_acquire()` then release as a success, under a [`FixedLimit`] of 1,000,000,
+//!   which learns nothing (no clock read, no sample). weir: [`Limiter`]; base:
+//!   `(in_flight, limit, algorithm)` in one `Mutex`.
+//! - limiter_aimd: the same with an [`Aimd`] held at 1,000,000, which learns: both read the
+//!   clock at the grant and the release and feed every RTT sample to the algorithm.
 //! - breaker: `try_acquire()` then record a success, with lift's defaults (5 consecutive
 //!   failures, or a failure rate of 0.5 over a 300 s window of 10 buckets once it holds 10
 //!   calls; open 60 s; 3 probes). weir: [`CircuitBreaker`]; base: the state machine, the
@@ -40,7 +43,7 @@ use std::time::Duration;
 use weir::policy::breaker::{self, CircuitBreaker, Recorded};
 use weir::policy::ratelimit::{self, Gcra, Quota};
 use weir::policy::retry::{RatioBudget, Withdrawal};
-use weir::policy::shed::{FixedLimit, LimitAlgorithm, Limiter, Sample};
+use weir::policy::shed::{Aimd, FixedLimit, LimitAlgorithm, Limiter, Sample};
 use weir::{CachedClock, SharedClock, SystemClock};
 
 /// One shared decision maker, called from every thread of a case.
@@ -260,16 +263,43 @@ impl Decide for MutexBudget {
 /// A limit no run reaches: every acquire is admitted.
 const LIMIT: u32 = 1_000_000;
 
-/// `weir/limiter`: [`Limiter::try_acquire`], then `Permit::success`.
+/// An [`Aimd`] that stays at [`LIMIT`]: it starts there, may not go above it, and no sample
+/// is dropped or slower than its 5 s timeout, so every sample adds one and is clamped back.
+fn aimd_at_limit() -> Aimd {
+    Aimd::builder()
+        .initial(LIMIT)
+        .min(1)
+        .max(LIMIT)
+        .build()
+        .expect("valid AIMD settings")
+}
+
+/// `weir/limiter` and `weir/limiter_aimd`: [`Limiter::try_acquire`], then `Permit::success`.
 pub(crate) struct WeirLimiter(Limiter);
 
 impl WeirLimiter {
+    /// `weir/limiter`: a [`FixedLimit`], which learns nothing, so the limiter reads no clock
+    /// and takes no lock.
     pub(crate) fn new() -> WeirLimiter {
-        let limiter = Limiter::builder(FixedLimit::new(LIMIT))
+        WeirLimiter::with(FixedLimit::new(LIMIT))
+    }
+
+    fn with(algorithm: impl LimitAlgorithm) -> WeirLimiter {
+        let limiter = Limiter::builder(algorithm)
             .clock(system_clock())
             .build()
             .expect("a limiter without a registry builds");
         WeirLimiter(limiter)
+    }
+}
+
+/// `weir/limiter_aimd`: the same decision with an [`Aimd`] algorithm, which learns: the grant
+/// and the release read the clock, and the release feeds the RTT sample to the algorithm.
+pub(crate) struct WeirLimiterAimd(WeirLimiter);
+
+impl WeirLimiterAimd {
+    pub(crate) fn new() -> WeirLimiterAimd {
+        WeirLimiterAimd(WeirLimiter::with(aimd_at_limit()))
     }
 }
 
@@ -296,33 +326,53 @@ impl Decide for WeirLimiter {
     }
 }
 
+impl Decide for WeirLimiterAimd {
+    #[inline]
+    fn decide(&self) -> bool {
+        self.0.decide()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.0.check()
+    }
+}
+
 struct LimiterState {
     in_flight: u32,
     limit: u32,
     algorithm: Box<dyn LimitAlgorithm>,
 }
 
-/// `base/limiter_mutex`: in-flight count, limit and limit algorithm in one `Mutex`. Acquire
-/// locks to check and count; release reads the clock for the RTT, then locks to uncount and
-/// feed the sample to the algorithm (weir's `Permit::success` does the same work).
+/// `base/limiter_mutex` and `base/limiter_aimd_mutex`: in-flight count, limit and limit
+/// algorithm in one `Mutex`, doing what weir's limiter does. Acquire locks to check and count.
+/// With an algorithm that learns, the grant reads the clock, and the release reads it for the
+/// RTT, then locks to uncount and feed the sample; with one that does not, the release only
+/// locks to uncount.
 pub(crate) struct MutexLimiter {
     state: Mutex<LimiterState>,
     clock: SharedClock,
+    learns: bool,
 }
 
 /// A permit of [`MutexLimiter`].
 struct MutexPermit {
-    start: Duration,
+    start: Option<Duration>,
     in_flight: u32,
 }
 
 impl MutexLimiter {
+    /// `base/limiter_mutex`: a [`FixedLimit`].
     pub(crate) fn new() -> MutexLimiter {
+        MutexLimiter::with(Box::new(FixedLimit::new(LIMIT)))
+    }
+
+    fn with(algorithm: Box<dyn LimitAlgorithm>) -> MutexLimiter {
         MutexLimiter {
+            learns: algorithm.learns(),
             state: Mutex::new(LimiterState {
                 in_flight: 0,
-                limit: LIMIT,
-                algorithm: Box::new(FixedLimit::new(LIMIT)),
+                limit: algorithm.limit(),
+                algorithm,
             }),
             clock: system_clock(),
         }
@@ -338,17 +388,30 @@ impl MutexLimiter {
             s.in_flight
         };
         Some(MutexPermit {
-            start: self.clock.now(),
+            start: self.learns.then(|| self.clock.now()),
             in_flight,
         })
     }
 
     fn success(&self, p: MutexPermit) {
-        let rtt = self.clock.now().saturating_sub(p.start);
+        let Some(start) = p.start else {
+            lock(&self.state).in_flight -= 1;
+            return;
+        };
+        let rtt = self.clock.now().saturating_sub(start);
         let mut s = lock(&self.state);
         s.in_flight -= 1;
         let limit = s.algorithm.update(&Sample::new(rtt, p.in_flight, false));
         s.limit = limit.max(1);
+    }
+}
+
+/// `base/limiter_aimd_mutex`: [`MutexLimiter`] with the same [`Aimd`] as `weir/limiter_aimd`.
+pub(crate) struct MutexLimiterAimd(MutexLimiter);
+
+impl MutexLimiterAimd {
+    pub(crate) fn new() -> MutexLimiterAimd {
+        MutexLimiterAimd(MutexLimiter::with(Box::new(aimd_at_limit())))
     }
 }
 
@@ -369,6 +432,17 @@ impl Decide for MutexLimiter {
             0 => Ok(()),
             n => Err(format!("{n} permits still in flight")),
         }
+    }
+}
+
+impl Decide for MutexLimiterAimd {
+    #[inline]
+    fn decide(&self) -> bool {
+        self.0.decide()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.0.check()
     }
 }
 
