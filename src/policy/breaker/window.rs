@@ -238,8 +238,13 @@ fn nanos(d: Duration) -> u64 {
 /// How many stripes of call counts a window of `buckets` buckets gets: one per hardware
 /// thread, at most [`MAX_STRIPES`], a power of two, within [`MAX_STRIPE_BYTES`].
 fn stripes_for(buckets: usize) -> usize {
+    // Asked once per process: the answer reads cgroup files, and keyed breakers build a window
+    // for every new key.
     #[cfg(not(weir_loom))]
-    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallelism = {
+        static PARALLELISM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *PARALLELISM.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    };
     #[cfg(weir_loom)]
     let parallelism = MAX_STRIPES;
     let row_bytes = buckets.div_ceil(LINE_WORDS) * std::mem::size_of::<Line>();
