@@ -554,7 +554,7 @@ struct Request {
 struct Attempt {
     request: Key,
     limiter: Option<weir::policy::shed::OwnedPermit>,
-    breaker: Option<breaker::Permit>,
+    breaker: Option<breaker::OwnedPermit>,
 }
 
 /// One attempt, as the backend keeps it while queued or served.
@@ -689,7 +689,7 @@ impl Sim<'_> {
 
     fn start_attempt(&mut self, request: Key) {
         let breaker = match &self.client.breaker {
-            Some(b) => match b.try_acquire() {
+            Some(b) => match b.try_acquire_owned() {
                 breaker::Decision::Permitted(p) => Some(p),
                 breaker::Decision::Rejected(_) => {
                     self.failed_attempt(request, &Outcome::error(LOCAL_REJECTION));

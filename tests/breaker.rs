@@ -16,7 +16,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn permit(b: &CircuitBreaker) -> weir::policy::breaker::Permit {
+fn permit(b: &CircuitBreaker) -> weir::policy::breaker::Permit<'_> {
     match b.try_acquire() {
         Decision::Permitted(p) => p,
         Decision::Rejected(r) => panic!("rejected: {r:?}"),
@@ -871,8 +871,10 @@ fn public_types_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<CircuitBreaker>();
     send_sync::<weir::policy::breaker::Permit>();
+    send_sync::<weir::policy::breaker::OwnedPermit>();
     send_sync::<weir::policy::breaker::KeyedBreakers>();
     send_sync::<Decision>();
+    send_sync::<weir::policy::breaker::OwnedDecision>();
 }
 
 #[test]
@@ -892,4 +894,182 @@ fn minimum_calls_is_clamped_to_a_smaller_count_window() {
     assert!(
         matches!(permit(&b).success(), Recorded::Transitioned(t) if matches!(t.reason, TransitionReason::FailureRate { calls: 4, .. }))
     );
+}
+
+#[test]
+fn owned_permits_outlive_the_borrow_and_report_to_their_breaker() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder("owned")
+        .consecutive_failures(2)
+        .without_failure_rate()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // An owned permit moves into another thread (it is 'static).
+    let p = b.try_acquire_owned().permit().expect("closed");
+    assert_eq!(p.breaker().name(), "owned");
+    assert_eq!(
+        std::thread::spawn(move || p.failure()).join().unwrap(),
+        Recorded::Counted
+    );
+    assert_eq!(b.status().consecutive_failures, 1);
+    // A borrowed permit turned owned, and a whole decision turned owned.
+    let p = permit(&b).into_owned();
+    let d = b.try_acquire().into_owned();
+    drop(b.clone()); // other handles come and go
+    assert!(d.is_permitted());
+    assert!(matches!(d.permit().unwrap().ignore(), Recorded::Ignored));
+    assert!(matches!(p.failure(), Recorded::Transitioned(t) if t.to == State::Open));
+    // A rejection is the same either way.
+    assert!(matches!(
+        b.try_acquire_owned(),
+        Decision::Rejected(r) if matches!(r.reason, RejectReason::Open { .. })
+    ));
+    // The last handle can go while an owned permit is out: the permit keeps the breaker.
+    clock.advance(secs(60));
+    let probe = b.try_acquire_owned().permit().expect("half-open probe");
+    drop(b);
+    assert!(matches!(probe.success(), Recorded::Counted));
+}
+
+#[test]
+fn keyed_try_acquire_gives_owned_permits() {
+    let breakers = CircuitBreaker::builder("k")
+        .consecutive_failures(1)
+        .clock(ManualClock::new())
+        .build_keyed(10, secs(60))
+        .unwrap();
+    let p: weir::policy::breaker::OwnedPermit = breakers.try_acquire("a").permit().unwrap();
+    let t = std::thread::spawn(move || p.failure()).join().unwrap();
+    assert!(matches!(t, Recorded::Transitioned(_)));
+    assert_eq!(breakers.get("a").state(), State::Open);
+}
+
+/// Successes skip the rate check when it cannot trip (see docs/policy-breaker.md, "Windows"),
+/// but the first calls of a new bucket check: here old successes leave the window, and the
+/// next success finds the rate at the threshold and trips, as a check on every success would.
+#[test]
+fn a_success_trips_when_old_buckets_leave_the_window() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder("expiry")
+        .consecutive_failures(0)
+        .failure_rate(0.5)
+        .minimum_calls(4)
+        .window(SlidingWindow::Time {
+            length: secs(2),
+            buckets: 2,
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        assert_eq!(permit(&b).success(), Recorded::Counted); // bucket [0, 1 s)
+    }
+    clock.advance(secs(1));
+    assert_eq!(permit(&b).failure(), Recorded::Counted);
+    assert_eq!(permit(&b).failure(), Recorded::Counted);
+    assert_eq!(permit(&b).success(), Recorded::Counted); // 2 of 13
+    // The first bucket leaves the window: F F S, then this success makes 2 of 4.
+    clock.advance(secs(1));
+    match permit(&b).success() {
+        Recorded::Transitioned(t) => assert_eq!(
+            t.reason,
+            TransitionReason::FailureRate {
+                rate: 0.5,
+                threshold: 0.5,
+                calls: 4
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Once a bucket holds the minimum number of calls, further successes there cannot trip and
+/// skip the check; failures still check every time.
+#[test]
+fn failures_check_the_rate_after_many_successes() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder("many")
+        .consecutive_failures(0)
+        .failure_rate(0.5)
+        .minimum_calls(2)
+        .window(SlidingWindow::Time {
+            length: secs(10),
+            buckets: 10,
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        assert_eq!(permit(&b).success(), Recorded::Counted);
+    }
+    for i in 0..99 {
+        assert_eq!(permit(&b).failure(), Recorded::Counted, "failure {i}");
+    }
+    assert!(matches!(permit(&b).failure(), Recorded::Transitioned(t) if t.to == State::Open));
+}
+
+#[test]
+fn time_window_stale_outcomes_do_not_touch_a_newer_period() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder("epochs")
+        .consecutive_failures(1)
+        .failure_rate(0.9)
+        .minimum_calls(100)
+        .open_duration(secs(1))
+        .success_threshold(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let old = permit(&b).into_owned(); // closed, generation 0
+    assert_eq!(permit(&b).success(), Recorded::Counted);
+    let _ = permit(&b).failure(); // generation 1
+    clock.advance(secs(1));
+    let _ = permit(&b).success(); // half-open (2), then closed (3)
+    assert_eq!((b.state(), b.status().generation), (State::Closed, 3));
+    assert_eq!(b.status().window.unwrap().calls, 0);
+    assert_eq!(
+        old.success(),
+        Recorded::Stale {
+            permit_generation: 0,
+            current_generation: 3
+        }
+    );
+    assert_eq!(permit(&b).success(), Recorded::Counted);
+    assert_eq!(b.status().window.unwrap().calls, 1);
+    // 256 generations later the epoch repeats; the period still starts empty.
+    for _ in 0..86 {
+        let _ = permit(&b).failure();
+        assert!(b.reset().is_some());
+    }
+    assert_eq!(b.status().generation, 3 + 2 * 86);
+    for _ in 0..45 {
+        let _ = permit(&b).failure();
+        let _ = b.reset();
+    }
+    assert_eq!(b.status().generation, 3 + 2 * 131);
+    assert_eq!(b.status().window.unwrap().calls, 0);
+    assert_eq!(permit(&b).success(), Recorded::Counted);
+    assert_eq!(b.status().window.unwrap().calls, 1);
+}
+
+#[test]
+fn concurrent_successes_are_all_counted_in_a_time_window() {
+    let b = CircuitBreaker::builder("stripes")
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let threads = 8;
+    let per = 10_000;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..per {
+                    assert_eq!(permit(&b).success(), Recorded::Counted);
+                }
+            });
+        }
+    });
+    let w = b.status().window.unwrap();
+    assert_eq!((w.calls, w.failures), (threads * per, 0));
 }

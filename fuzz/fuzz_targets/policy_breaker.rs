@@ -260,8 +260,9 @@ fn expect_of(r: &Recorded) -> Expect {
     }
 }
 
-struct Held {
-    permit: Permit,
+struct Held<'a> {
+    /// Borrowed or owned (both kinds are exercised).
+    permit: Permit<'a>,
     probe: bool,
     generation: u32,
     acquired_ms: u64,
@@ -328,13 +329,19 @@ fuzz_target!(|input: Input| {
         window: VecDeque::new(),
         transitions: Vec::new(),
     };
-    let mut held: Vec<Held> = Vec::new();
+    let mut held: Vec<Held<'_>> = Vec::new();
     for op in input.ops.iter().take(256) {
         let now_ms = clock.now().as_millis() as u64;
         match *op {
             Op::Acquire => {
                 let expected = m.acquire(now_ms);
-                match (b.try_acquire(), expected) {
+                // Every other permit holds its own handle to the breaker.
+                let decision = if held.len() % 2 == 0 {
+                    b.try_acquire()
+                } else {
+                    b.try_acquire_owned()
+                };
+                match (decision, expected) {
                     (Decision::Permitted(p), Ok(probe)) => {
                         assert_eq!(p.is_probe(), probe);
                         assert_eq!(p.generation(), m.generation);
@@ -405,7 +412,13 @@ fuzz_target!(|input: Input| {
     assert_eq!(st.probes_in_flight, 0);
 });
 
-fn check(b: &CircuitBreaker, m: &Model, log: &Mutex<Vec<Transition>>, held: &[Held], now_ms: u64) {
+fn check(
+    b: &CircuitBreaker,
+    m: &Model,
+    log: &Mutex<Vec<Transition>>,
+    held: &[Held<'_>],
+    now_ms: u64,
+) {
     let st = b.status();
     assert_eq!(st.state, m.state.kind());
     assert_eq!(st.generation, m.generation);

@@ -17,7 +17,8 @@ use std::time::Duration;
 use common::{model, spawn};
 use weir::ManualClock;
 use weir::policy::breaker::{
-    BreakerBuilder, CircuitBreaker, Decision, Permit, Recorded, RejectReason, State, Transition,
+    BreakerBuilder, CircuitBreaker, Decision, OwnedPermit, Recorded, RejectReason, State,
+    Transition,
 };
 
 type Log = Arc<Mutex<Vec<Transition>>>;
@@ -31,8 +32,9 @@ fn builder(clock: &ManualClock, log: &Log) -> BreakerBuilder {
         .on_transition(move |t| log.lock().unwrap().push(*t))
 }
 
-fn permit(b: &CircuitBreaker) -> Permit {
-    match b.try_acquire() {
+/// An owned permit (models move permits into spawned threads).
+fn permit(b: &CircuitBreaker) -> OwnedPermit {
+    match b.try_acquire_owned() {
         Decision::Permitted(p) => p,
         Decision::Rejected(r) => panic!("rejected: {r:?}"),
     }
@@ -109,7 +111,7 @@ fn half_open_probes_bounded() {
         clock.advance(Duration::from_secs(1));
         log.lock().unwrap().clear();
         let try_probe = |b: CircuitBreaker| {
-            move || match b.try_acquire() {
+            move || match b.try_acquire_owned() {
                 Decision::Permitted(p) => {
                     assert!(p.is_probe());
                     Ok(p)
@@ -155,7 +157,7 @@ fn last_probe_slot_race() {
         let _ = permit(&b).failure();
         clock.advance(Duration::from_secs(1));
         let first = permit(&b); // half-opens, one probe out
-        let try_probe = |b: CircuitBreaker| move || b.try_acquire().permit();
+        let try_probe = |b: CircuitBreaker| move || b.try_acquire_owned().permit();
         let (ra, rb) = race(try_probe(b.clone()), try_probe(b.clone()));
         assert_eq!(usize::from(ra.is_some()) + usize::from(rb.is_some()), 1);
         assert_eq!(b.status().probes_in_flight, 2);

@@ -68,7 +68,7 @@ impl<S, C: Clone> Layer<S> for BreakerLayer<C> {
 /// Guards each call with a [`CircuitBreaker`], fail-fast.
 ///
 /// - `poll_ready` is the inner service's.
-/// - `call` asks [`CircuitBreaker::try_acquire`]. While the breaker is open (or half-open with
+/// - `call` asks [`CircuitBreaker::try_acquire_owned`]. While the breaker is open (or half-open with
 ///   every probe slot taken) it returns a future that fails at once with
 ///   [`Error::OpenCircuit`], carrying the breaker's [`Rejection`](breaker::Rejection) (for an
 ///   open breaker, [`Error::retry_after`] is the time left until it may half-open), and does
@@ -141,7 +141,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.breaker.try_acquire() {
+        match self.breaker.try_acquire_owned() {
             Decision::Permitted(permit) => ResponseFuture::called(
                 self.inner.call(req),
                 BreakerGuard {

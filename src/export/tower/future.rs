@@ -141,10 +141,10 @@ where
     }
 }
 
-/// The guard of [`BreakerService`](super::BreakerService): a [`breaker::Permit`] and the
+/// The guard of [`BreakerService`](super::BreakerService): a [`breaker::OwnedPermit`] and the
 /// classifier that picks the outcome it records.
 pub struct BreakerGuard<C> {
-    pub(super) permit: breaker::Permit,
+    pub(super) permit: breaker::OwnedPermit,
     pub(super) classify: C,
 }
 

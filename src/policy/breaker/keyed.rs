@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::keymap::{Evict, KeyMap};
 use super::state::millis_floor;
-use super::{BreakerConfigError, CircuitBreaker, Decision, Shared, State};
+use super::{BreakerConfigError, CircuitBreaker, OwnedDecision, Shared, State};
 
 /// Builds lift's breaker key: `name`, then `:tenant:<id>` if a tenant is given, then
 /// `:op:<METHOD>:<path>` if an operation is given.
@@ -128,9 +128,10 @@ impl KeyedBreakers {
         }
     }
 
-    /// Shorthand for `get(key).try_acquire()`.
-    pub fn try_acquire(&self, key: &str) -> Decision {
-        self.get(key).try_acquire()
+    /// Shorthand for `get(key).try_acquire_owned()`: the permit holds the key's breaker, so it
+    /// reports there even if the key is evicted meanwhile.
+    pub fn try_acquire(&self, key: &str) -> OwnedDecision {
+        self.get(key).into_decision()
     }
 
     /// How many keys have a breaker now.

@@ -4,7 +4,9 @@
 //! duration) or half-open (a bounded number of probe calls flow). Each call asks
 //! [`try_acquire`](CircuitBreaker::try_acquire) first, and gets a `#[must_use]` [`Decision`]:
 //! a [`Permit`], which the caller completes with the call's outcome, or a [`Rejection`] with
-//! its reason and numbers.
+//! its reason and numbers. As with tokio's semaphore, that permit borrows the breaker;
+//! [`try_acquire_owned`](CircuitBreaker::try_acquire_owned) gives an [`OwnedPermit`] that
+//! holds a handle instead (for futures and tasks).
 //!
 //! - **Closed → open** when, among the calls of one closed period, `consecutive_failures` fail
 //!   in a row (lift: 5), or, once the sliding window (the last N calls, or the last T) holds at
@@ -69,11 +71,15 @@
 //!   so a caller whose `try_acquire` sees `Open` happens-after the failure that tripped it and
 //!   everything the tripping thread did before reporting it (its logs, its cleanup). They cost
 //!   nothing on x86-64 (a CAS is a full barrier there and loads are plain moves).
-//! - The window of a closed generation is published through `arc-swap` (release on store,
-//!   acquire on load) after the transition to closed; an outcome is counted in a window only
-//!   if the window's generation equals the permit's, so stale outcomes never enter a new
-//!   window. A call that completes between the transition and the window's installation is
-//!   not counted in any window (it still counts toward consecutive failures).
+//! - A count window belongs to one closed generation and is published through `arc-swap`
+//!   (release on store, acquire on load) after the transition to closed; an outcome is counted
+//!   in it only if its generation equals the permit's, so stale outcomes never enter a new
+//!   window. A call that completes between the transition and the installation is not counted
+//!   in any count window (it still counts toward consecutive failures). The time window is
+//!   inline and tells closed periods apart by epoch (`window.rs`), with no such gap.
+//! - An outcome that checks the rates issues a `SeqCst` fence between its window writes and
+//!   its reads of the counts (`check_rates`), so two checking outcomes that race cannot both
+//!   miss the other's write.
 //! - Metric gauge updates on transitions are serialized by a mutex that only transition
 //!   winners take (see `publish_state`), so the `circuit_breaker_state` gauge always ends at
 //!   the state of the last transition.
@@ -91,12 +97,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::RegistryError;
 use crate::registry::Registry;
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
+#[cfg(weir_loom)]
+use loom::sync::atomic::fence;
+#[cfg(not(weir_loom))]
+use std::sync::atomic::fence;
 
 use super::Mode;
 
@@ -108,7 +116,7 @@ pub use window::WindowCounts;
 use metrics::{Metrics, RequestResult};
 use slow::SlowThreshold;
 use state::{MAX_OPEN, Snapshot, millis_ceil, millis_floor};
-use window::{MAX_BUCKETS, MAX_COUNT_WINDOW, MIN_BUCKET, Sample, Window};
+use window::{MAX_BUCKETS, MAX_COUNT_WINDOW, MIN_BUCKET, Sample, Window, Write};
 
 // === configuration ===
 
@@ -468,7 +476,7 @@ impl Shared {
         let window = self
             .config
             .has_window()
-            .then(|| ArcSwap::from_pointee(Window::new(0, &self.config.window)));
+            .then(|| Window::new(&self.config.window));
         Ok(CircuitBreaker {
             inner: Arc::new(Inner {
                 name: name.into(),
@@ -609,27 +617,40 @@ pub struct Rejection {
     pub generation: u32,
 }
 
-/// The answer to [`CircuitBreaker::try_acquire`].
+/// The answer to [`CircuitBreaker::try_acquire`] (whose permit borrows the breaker) or
+/// [`CircuitBreaker::try_acquire_owned`] (an [`OwnedDecision`], whose permit holds a handle).
 #[must_use = "a permitted call must report its outcome through the permit"]
 #[derive(Debug)]
-pub enum Decision {
+pub enum Decision<'a> {
     /// Go ahead, and report the outcome through the permit.
-    Permitted(Permit),
+    Permitted(Permit<'a>),
     /// Do not call.
     Rejected(Rejection),
 }
 
-impl Decision {
+/// A [`Decision`] whose permit owns a handle to the breaker: `'static`, for futures and
+/// tasks. From [`CircuitBreaker::try_acquire_owned`] or [`Decision::into_owned`].
+pub type OwnedDecision = Decision<'static>;
+
+impl<'a> Decision<'a> {
     /// Whether the call may proceed.
     pub fn is_permitted(&self) -> bool {
         matches!(self, Decision::Permitted(_))
     }
 
     /// The permit, if the call may proceed.
-    pub fn permit(self) -> Option<Permit> {
+    pub fn permit(self) -> Option<Permit<'a>> {
         match self {
             Decision::Permitted(p) => Some(p),
             Decision::Rejected(_) => None,
+        }
+    }
+
+    /// The same decision with an owned permit (see [`Permit::into_owned`]).
+    pub fn into_owned(self) -> OwnedDecision {
+        match self {
+            Decision::Permitted(p) => Decision::Permitted(p.into_owned()),
+            Decision::Rejected(r) => Decision::Rejected(r),
         }
     }
 }
@@ -723,26 +744,75 @@ struct PermitCore {
     start: Option<Duration>,
 }
 
+/// The breaker a permit reports to: borrowed, or a handle of its own.
+enum Handle<'a> {
+    Borrowed(&'a CircuitBreaker),
+    Owned(CircuitBreaker),
+}
+
+impl Handle<'_> {
+    #[inline]
+    fn get(&self) -> &CircuitBreaker {
+        match self {
+            Handle::Borrowed(b) => b,
+            Handle::Owned(b) => b,
+        }
+    }
+}
+
 /// Permission for one call. Report its outcome with [`success`](Permit::success),
 /// [`failure`](Permit::failure), [`record`](Permit::record) or
 /// [`ignore`](Permit::ignore); a permit dropped without an outcome counts as ignored (and
 /// frees its half-open probe slot, so probes never leak).
+///
+/// As with tokio's semaphore permits, [`try_acquire`](CircuitBreaker::try_acquire) gives a
+/// permit that borrows the breaker (no reference count is touched), and
+/// [`try_acquire_owned`](CircuitBreaker::try_acquire_owned) an [`OwnedPermit`]
+/// (`Permit<'static>`) that holds a handle, for futures and tasks. Both have the same methods;
+/// [`into_owned`](Permit::into_owned) turns the first into the second.
 #[must_use = "report the call's outcome through the permit"]
-pub struct Permit {
-    breaker: CircuitBreaker,
+pub struct Permit<'a> {
+    breaker: Handle<'a>,
     core: Option<PermitCore>,
 }
 
-impl fmt::Debug for Permit {
+/// A [`Permit`] that owns a handle to its breaker (`'static`).
+pub type OwnedPermit = Permit<'static>;
+
+impl fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("breaker", &self.breaker.inner.name)
+            .field("breaker", &self.breaker.get().inner.name)
+            .field("owned", &matches!(self.breaker, Handle::Owned(_)))
             .field("core", &self.core)
             .finish()
     }
 }
 
-impl Permit {
+impl<'a> Permit<'a> {
+    #[inline]
+    fn new(breaker: Handle<'a>, core: PermitCore) -> Permit<'a> {
+        Permit {
+            breaker,
+            core: Some(core),
+        }
+    }
+
+    /// The same permit, holding a handle to the breaker instead of borrowing it.
+    pub fn into_owned(mut self) -> OwnedPermit {
+        let core = self.core.take();
+        Permit {
+            breaker: Handle::Owned(self.breaker.get().clone()),
+            core,
+        }
+    }
+
+    /// The breaker this permit reports to.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        self.breaker.get()
+    }
+
+    #[inline]
     fn core(&self) -> PermitCore {
         match self.core {
             Some(c) => c,
@@ -775,6 +845,7 @@ impl Permit {
 
     /// The call succeeded; its duration is measured on the breaker's clock if a slow-call
     /// threshold is set.
+    #[inline]
     pub fn success(self) -> Recorded {
         self.record(Outcome::Success)
     }
@@ -791,24 +862,26 @@ impl Permit {
 
     /// Reports the outcome; the duration is measured on the breaker's clock since
     /// `try_acquire` if a slow-call threshold is set.
+    #[inline]
     pub fn record(mut self, outcome: Outcome) -> Recorded {
         let core = self.core();
         self.core = None;
-        self.breaker.finish(core, outcome, None)
+        self.breaker.get().finish(core, outcome, None)
     }
 
     /// Reports the outcome with a duration measured by the caller.
     pub fn record_with_duration(mut self, outcome: Outcome, duration: Duration) -> Recorded {
         let core = self.core();
         self.core = None;
-        self.breaker.finish(core, outcome, Some(duration))
+        self.breaker.get().finish(core, outcome, Some(duration))
     }
 }
 
-impl Drop for Permit {
+impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(core) = self.core.take() {
-            let _ = self.breaker.finish(core, Outcome::Ignored, None);
+            let _ = self.breaker.get().finish(core, Outcome::Ignored, None);
         }
     }
 }
@@ -841,8 +914,8 @@ struct Inner {
     clock: SharedClock,
     /// The packed state word (see `state.rs`).
     state: AtomicU64,
-    /// The window of the current (or last) closed generation; `None` without rate thresholds.
-    window: Option<ArcSwap<Window>>,
+    /// The window (see `window.rs`); `None` without rate thresholds.
+    window: Option<Window>,
     metrics: Option<Metrics>,
     listener: Option<Listener>,
     /// Serializes the state gauge's updates; only transition winners take it.
@@ -864,17 +937,6 @@ impl fmt::Debug for CircuitBreaker {
     }
 }
 
-/// The internal result of one attempt to record an outcome against the state word.
-#[must_use]
-enum StateChange {
-    /// Nothing to write (or written without a transition).
-    Unchanged,
-    /// The permit's generation is over.
-    Stale(Snapshot),
-    /// This caller's CAS made the transition.
-    Transitioned(Transition),
-}
-
 impl CircuitBreaker {
     /// A builder with lift's defaults; `name` labels the breaker's metrics.
     pub fn builder(name: &str) -> BreakerBuilder {
@@ -886,12 +948,14 @@ impl CircuitBreaker {
         &self.inner.name
     }
 
+    #[inline]
     fn load(&self) -> Snapshot {
         // Acquire: pairs with the AcqRel transitions, for callers' happens-before only; the
         // state machine itself needs just atomicity (module docs).
         Snapshot::from_bits(self.inner.state.load(Ordering::Acquire))
     }
 
+    #[inline]
     fn cas(&self, cur: Snapshot, next: Snapshot) -> Result<Snapshot, Snapshot> {
         // AcqRel on success: the transition is one event in happens-before (module docs);
         // Acquire on failure, as for loads. Uniqueness comes from the CAS's atomicity.
@@ -900,6 +964,13 @@ impl CircuitBreaker {
             .compare_exchange(cur.bits(), next.bits(), Ordering::AcqRel, Ordering::Acquire)
             .map(Snapshot::from_bits)
             .map_err(Snapshot::from_bits)
+    }
+
+    /// Whether the breaker is closed in generation `generation` (its outcomes still count).
+    #[inline]
+    fn is_closed_in(&self, generation: u32) -> bool {
+        let s = self.load();
+        s.state() == State::Closed && s.generation() == generation
     }
 
     /// The current state.
@@ -911,7 +982,13 @@ impl CircuitBreaker {
     pub fn status(&self) -> BreakerStatus {
         let s = self.load();
         let now = self.inner.clock.now();
-        let window = self.inner.window.as_ref().map(|w| w.load().counts(now));
+        let window = self.inner.window.as_ref().map(|w| {
+            if s.state() == State::Closed {
+                w.counts(s.generation(), now)
+            } else {
+                w.latest_counts(now)
+            }
+        });
         BreakerStatus {
             state: s.state(),
             generation: s.generation(),
@@ -937,14 +1014,51 @@ impl CircuitBreaker {
     }
 
     /// Asks whether a call may proceed. Lock-free: a load while closed, one CAS to take a
-    /// probe slot while half-open, one CAS for the open → half-open transition.
-    pub fn try_acquire(&self) -> Decision {
+    /// probe slot while half-open, one CAS for the open → half-open transition. The permit
+    /// borrows the breaker; see [`try_acquire_owned`](CircuitBreaker::try_acquire_owned) for
+    /// one that can outlive the borrow.
+    #[inline]
+    pub fn try_acquire(&self) -> Decision<'_> {
+        match self.admit() {
+            Ok(core) => Decision::Permitted(Permit::new(Handle::Borrowed(self), core)),
+            Err(r) => Decision::Rejected(r),
+        }
+    }
+
+    /// As [`try_acquire`](CircuitBreaker::try_acquire), with a permit that holds a handle to
+    /// the breaker (cloned only when permitted), so that it can move into a future or task.
+    pub fn try_acquire_owned(&self) -> OwnedDecision {
+        match self.admit() {
+            Ok(core) => Decision::Permitted(Permit::new(Handle::Owned(self.clone()), core)),
+            Err(r) => Decision::Rejected(r),
+        }
+    }
+
+    /// As [`try_acquire_owned`](CircuitBreaker::try_acquire_owned), giving this handle to the
+    /// permit.
+    pub(crate) fn into_decision(self) -> OwnedDecision {
+        match self.admit() {
+            Ok(core) => Decision::Permitted(Permit::new(Handle::Owned(self), core)),
+            Err(r) => Decision::Rejected(r),
+        }
+    }
+
+    /// The decision: a permit's core, or the rejection.
+    #[inline]
+    fn admit(&self) -> Result<PermitCore, Rejection> {
+        let cur = self.load();
+        if cur.state() == State::Closed {
+            return Ok(self.permitted(State::Closed, cur.generation(), None));
+        }
+        self.admit_slow(cur)
+    }
+
+    fn admit_slow(&self, mut cur: Snapshot) -> Result<PermitCore, Rejection> {
         let inner = &*self.inner;
         let cfg = &*inner.config;
-        let mut cur = self.load();
         loop {
             match cur.state() {
-                State::Closed => return self.permitted(State::Closed, cur.generation(), None),
+                State::Closed => return Ok(self.permitted(State::Closed, cur.generation(), None)),
                 State::Open => {
                     let now = inner.clock.now();
                     let now_ms = millis_floor(now);
@@ -968,7 +1082,7 @@ impl CircuitBreaker {
                                 at: now,
                                 reason: TransitionReason::OpenElapsed,
                             });
-                            return self.permitted(State::HalfOpen, next.generation(), None);
+                            return Ok(self.permitted(State::HalfOpen, next.generation(), None));
                         }
                         Err(actual) => cur = actual,
                     }
@@ -985,7 +1099,9 @@ impl CircuitBreaker {
                     }
                     let next = cur.with_probes(cur.probes() + 1, cur.successes());
                     match self.cas(cur, next) {
-                        Ok(_) => return self.permitted(State::HalfOpen, cur.generation(), None),
+                        Ok(_) => {
+                            return Ok(self.permitted(State::HalfOpen, cur.generation(), None));
+                        }
                         Err(actual) => cur = actual,
                     }
                 }
@@ -993,25 +1109,23 @@ impl CircuitBreaker {
         }
     }
 
-    fn permitted(&self, state: State, generation: u32, shadow: Option<RejectReason>) -> Decision {
+    #[inline]
+    fn permitted(&self, state: State, generation: u32, shadow: Option<RejectReason>) -> PermitCore {
         let start = self
             .inner
             .config
             .slow
             .is_some()
             .then(|| self.inner.clock.now());
-        Decision::Permitted(Permit {
-            breaker: self.clone(),
-            core: Some(PermitCore {
-                state,
-                generation,
-                shadow,
-                start,
-            }),
-        })
+        PermitCore {
+            state,
+            generation,
+            shadow,
+            start,
+        }
     }
 
-    fn reject(&self, cur: Snapshot, reason: RejectReason) -> Decision {
+    fn reject(&self, cur: Snapshot, reason: RejectReason) -> Result<PermitCore, Rejection> {
         let shadow = !self.inner.config.mode.enforces();
         if let Some(m) = &self.inner.metrics {
             m.request(if shadow {
@@ -1021,9 +1135,9 @@ impl CircuitBreaker {
             });
         }
         if shadow {
-            self.permitted(cur.state(), cur.generation(), Some(reason))
+            Ok(self.permitted(cur.state(), cur.generation(), Some(reason)))
         } else {
-            Decision::Rejected(Rejection {
+            Err(Rejection {
                 reason,
                 generation: cur.generation(),
             })
@@ -1063,7 +1177,7 @@ impl CircuitBreaker {
         if t.to == State::Closed
             && let Some(w) = &inner.window
         {
-            w.store(Arc::new(Window::new(t.generation, &inner.config.window)));
+            w.start_period(t.generation, &|| self.is_closed_in(t.generation));
         }
         if let Some(m) = &inner.metrics {
             m.transition(t.from, t.to);
@@ -1110,56 +1224,79 @@ impl CircuitBreaker {
             Duration::ZERO
         };
         let slow = match (&cfg.slow, outcome) {
-            (Some(t), Outcome::Success | Outcome::Failure) => {
-                let d = duration.unwrap_or_else(|| now.saturating_sub(p.start.unwrap_or(now)));
-                t.observe(d);
-                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX) >= t.threshold(now)
-            }
+            (Some(t), Outcome::Success | Outcome::Failure) => is_slow(t, p.start, duration, now),
             _ => false,
         };
-        let change = match p.state {
+        match p.state {
             State::Closed => self.finish_closed(p.generation, outcome, slow, now),
             _ => self.finish_probe(p.generation, outcome, slow, now),
-        };
-        match change {
-            StateChange::Unchanged if outcome == Outcome::Ignored => Recorded::Ignored,
-            StateChange::Unchanged => Recorded::Counted,
-            StateChange::Stale(cur) => Recorded::Stale {
-                permit_generation: p.generation,
-                current_generation: cur.generation(),
-            },
-            StateChange::Transitioned(t) => {
-                self.transitioned(&t);
-                Recorded::Transitioned(t)
-            }
         }
     }
 
+    /// The outcome of a closed-generation permit. The common case (a success that changes no
+    /// counter on the state word and need not check the rates) is a state load and one window
+    /// write; everything else is in the helpers below.
     fn finish_closed(
         &self,
         generation: u32,
         outcome: Outcome,
         slow: bool,
         now: Duration,
-    ) -> StateChange {
+    ) -> Recorded {
         let inner = &*self.inner;
         let cfg = &*inner.config;
         if outcome == Outcome::Ignored {
-            return StateChange::Unchanged;
+            return Recorded::Ignored;
         }
         let failed = outcome == Outcome::Failure;
-        // The window of this generation only: a stale outcome never enters a newer window.
-        let window = inner.window.as_ref().map(|w| w.load_full());
-        if let Some(w) = &window
-            && w.generation == generation
-        {
-            w.record(now, Sample { failed, slow });
+        let cur = self.load();
+        if cur.state() != State::Closed || cur.generation() != generation {
+            return stale(generation, cur);
         }
-        // Consecutive failures, on the state word.
-        let mut cur = self.load();
+        // The window of this generation only: a stale outcome never enters a newer period's.
+        let mut check_rates = false;
+        if let Some(w) = &inner.window {
+            let current = || self.is_closed_in(generation);
+            match w.record(generation, now, Sample { failed, slow }, current) {
+                // A failure or a slow call may raise a rate. Any other success lowers or keeps
+                // both rates of the window it lands in, so it can only find a rule holding when
+                // it may be the call that brings the window to `minimum_calls`, or when it is
+                // among the first calls of a new bucket (older buckets just left the window):
+                // in both cases its cell held fewer than `minimum_calls` calls before it.
+                // Checking exactly then trips on the same call as checking every success
+                // would, in any sequential history (docs/policy-breaker.md, "Windows").
+                Write::Counted { before } => {
+                    check_rates = failed || slow || before < cfg.minimum_calls;
+                }
+                Write::Skipped => {}
+                Write::Stale => return stale(generation, self.load()),
+            }
+        }
+        if (failed || cur.consecutive_failures() > 0)
+            && let Some(r) = self.count_consecutive(generation, failed, cur, now)
+        {
+            return r;
+        }
+        if check_rates {
+            return self.check_rates(generation, now);
+        }
+        Recorded::Counted
+    }
+
+    /// Consecutive failures, on the state word: a failure adds one (and trips at the
+    /// threshold), a success resets them. `Some` when the outcome is stale or tripped it.
+    #[cold]
+    fn count_consecutive(
+        &self,
+        generation: u32,
+        failed: bool,
+        mut cur: Snapshot,
+        now: Duration,
+    ) -> Option<Recorded> {
+        let cfg = &*self.inner.config;
         loop {
             if cur.state() != State::Closed || cur.generation() != generation {
-                return StateChange::Stale(cur);
+                return Some(stale(generation, cur));
             }
             let n = cur.consecutive_failures();
             let (next, trip) = if failed {
@@ -1178,32 +1315,42 @@ impl CircuitBreaker {
             } else if n > 0 {
                 (cur.with_consecutive(0), None)
             } else {
-                break;
+                return None;
             };
             match self.cas(cur, next) {
                 Ok(_) => {
-                    if let Some(reason) = trip {
-                        return StateChange::Transitioned(Transition {
+                    return trip.map(|reason| {
+                        self.transition(Transition {
                             from: State::Closed,
                             to: State::Open,
                             generation: next.generation(),
                             at: now,
                             reason,
-                        });
-                    }
-                    cur = next;
-                    break;
+                        })
+                    });
                 }
                 Err(actual) => cur = actual,
             }
         }
-        // Rates, over this generation's window.
-        let Some(w) = window.filter(|w| w.generation == generation) else {
-            return StateChange::Unchanged;
+    }
+
+    /// Compares this generation's window with the rate thresholds, and trips the breaker if
+    /// one holds (once `minimum_calls` is reached) and it is still in that generation.
+    #[cold]
+    fn check_rates(&self, generation: u32, now: Duration) -> Recorded {
+        let cfg = &*self.inner.config;
+        let Some(w) = &self.inner.window else {
+            return Recorded::Counted;
         };
-        let counts = w.counts(now);
+        // SeqCst fence between this outcome's window writes and its reads of the counts: of two
+        // outcomes that check at once (each writes its own word, then reads the other's), the
+        // one whose fence comes second in the single total order sees the other's write, so
+        // outcomes that together make a rule hold cannot both miss each other. Only checking
+        // outcomes pay for it (failures, slow calls, successes that may reach the minimum).
+        fence(Ordering::SeqCst);
+        let counts = w.counts(generation, now);
         if counts.calls < cfg.minimum_calls {
-            return StateChange::Unchanged;
+            return Recorded::Counted;
         }
         let reason = if let Some(th) = cfg.failure_rate.filter(|&th| counts.failure_rate() >= th) {
             TransitionReason::FailureRate {
@@ -1218,17 +1365,18 @@ impl CircuitBreaker {
                 calls: counts.calls,
             }
         } else {
-            return StateChange::Unchanged;
+            return Recorded::Counted;
         };
+        let mut cur = self.load();
         loop {
             if cur.state() != State::Closed || cur.generation() != generation {
                 // Someone else tripped (or reset) it: not our transition.
-                return StateChange::Unchanged;
+                return Recorded::Counted;
             }
             let next = cur.to_open(self.open_until(now));
             match self.cas(cur, next) {
                 Ok(_) => {
-                    return StateChange::Transitioned(Transition {
+                    return self.transition(Transition {
                         from: State::Closed,
                         to: State::Open,
                         generation: next.generation(),
@@ -1241,19 +1389,26 @@ impl CircuitBreaker {
         }
     }
 
+    /// This caller's CAS made `t`: runs what its winner does, and reports it.
+    #[cold]
+    fn transition(&self, t: Transition) -> Recorded {
+        self.transitioned(&t);
+        Recorded::Transitioned(t)
+    }
+
     fn finish_probe(
         &self,
         generation: u32,
         outcome: Outcome,
         slow: bool,
         now: Duration,
-    ) -> StateChange {
+    ) -> Recorded {
         let cfg = &*self.inner.config;
         let slow_fails = slow && cfg.slow_rate.is_some() && outcome == Outcome::Success;
         let mut cur = self.load();
         loop {
             if cur.state() != State::HalfOpen || cur.generation() != generation {
-                return StateChange::Stale(cur);
+                return stale(generation, cur);
             }
             let probes = cur.probes().saturating_sub(1);
             let (next, t) = match outcome {
@@ -1284,7 +1439,7 @@ impl CircuitBreaker {
             match self.cas(cur, next) {
                 Ok(_) => {
                     return match t {
-                        Some((to, reason)) => StateChange::Transitioned(Transition {
+                        Some((to, reason)) => self.transition(Transition {
                             from: State::HalfOpen,
                             to,
                             generation: next.generation(),
@@ -1295,11 +1450,33 @@ impl CircuitBreaker {
                             },
                             reason,
                         }),
-                        None => StateChange::Unchanged,
+                        None if outcome == Outcome::Ignored => Recorded::Ignored,
+                        None => Recorded::Counted,
                     };
                 }
                 Err(actual) => cur = actual,
             }
         }
     }
+}
+
+/// What a stale outcome reports.
+fn stale(permit_generation: u32, cur: Snapshot) -> Recorded {
+    Recorded::Stale {
+        permit_generation,
+        current_generation: cur.generation(),
+    }
+}
+
+/// Whether a call was slow, with `t` the slow-call threshold: its duration (given, or measured
+/// since `start` on the breaker's clock) is recorded where the breaker owns the histogram.
+fn is_slow(
+    t: &SlowThreshold,
+    start: Option<Duration>,
+    given: Option<Duration>,
+    now: Duration,
+) -> bool {
+    let d = given.unwrap_or_else(|| now.saturating_sub(start.unwrap_or(now)));
+    t.observe(d);
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX) >= t.threshold(now)
 }

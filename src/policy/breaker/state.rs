@@ -105,13 +105,22 @@ impl fmt::Display for State {
 /// Milliseconds on the clock, modulo 2^38, for the open-until payload. Rounds up so a breaker
 /// never half-opens before its open duration is over.
 pub(crate) fn millis_ceil(d: Duration) -> u64 {
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    (ms as u64) & TIME_MASK
+    // Seconds and sub-second parts separately: no 128-bit division. Wrapping: only the value
+    // modulo 2^38 matters.
+    let ms = d
+        .as_secs()
+        .wrapping_mul(1000)
+        .wrapping_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)));
+    ms & TIME_MASK
 }
 
 /// Milliseconds on the clock, modulo 2^38, rounding down (for "now").
 pub(crate) fn millis_floor(d: Duration) -> u64 {
-    (d.as_millis() as u64) & TIME_MASK
+    let ms = d
+        .as_secs()
+        .wrapping_mul(1000)
+        .wrapping_add(u64::from(d.subsec_millis()));
+    ms & TIME_MASK
 }
 
 /// One reading of the packed state word. Cheap to copy; building a new one never touches the
@@ -303,5 +312,19 @@ mod tests {
         assert_eq!(millis_floor(Duration::from_nanos(999_999)), 0);
         assert_eq!(millis_ceil(Duration::from_millis(5)), 5);
         assert!(millis_ceil(Duration::MAX) <= TIME_MASK);
+        // The same values as 128-bit arithmetic, modulo 2^38.
+        for d in [
+            Duration::new(0, 1),
+            Duration::new(1, 999_999_999),
+            Duration::new(123_456_789, 1_000_001),
+            Duration::new(u64::MAX / 999, 5),
+            Duration::MAX,
+        ] {
+            assert_eq!(
+                millis_ceil(d),
+                (d.as_nanos().div_ceil(1_000_000) as u64) & TIME_MASK
+            );
+            assert_eq!(millis_floor(d), (d.as_millis() as u64) & TIME_MASK);
+        }
     }
 }
