@@ -23,7 +23,9 @@
 //! - breaker: `try_acquire()` then record a success, with lift's defaults (5 consecutive
 //!   failures, or a failure rate of 0.5 over a 300 s window of 10 buckets once it holds 10
 //!   calls; open 60 s; 3 probes). weir: [`CircuitBreaker`]; base: the state machine, the
-//!   consecutive-failure count and the bucketed window in one `Mutex`.
+//!   consecutive-failure count and the bucketed window in one `Mutex`. Both check the rate on
+//!   a success only when its bucket held fewer than the minimum number of calls (the only
+//!   successes that can find the rule holding).
 //! - ratelimit: `try_acquire()` of one cell on a GCRA of 10^9 per second with a burst of 10^9
 //!   (an emission interval of 1 ns: it always admits). weir: [`Gcra`]; base: the TAT in one
 //!   `Mutex<u64>`, with the same arithmetic and the same `Decision`.
@@ -627,8 +629,15 @@ impl MutexBreaker {
                 failures: 0,
             };
         }
+        let before = b.calls;
         b.calls += 1;
         s.consecutive = 0;
+        // As weir does: a success can only find the rate rule holding when its bucket held
+        // fewer than the minimum number of calls before it (module docs of
+        // `weir::policy::breaker`), so only then is the window summed.
+        if before >= MINIMUM_CALLS {
+            return true;
+        }
         let (mut calls, mut failures) = (0, 0);
         for b in s.buckets.iter() {
             if b.slot <= slot && slot - b.slot < n {
