@@ -476,7 +476,7 @@ impl RatioBudget {
         let h = self.high.load(Ordering::Relaxed);
         let g = match nanos_u64(now) {
             Some(ns) => {
-                // h <= MAX_GENERATION, so h + 2 fits; the products may not, and a product that
+                // h <= MAX_GENERATION, so h + 1 fits; the product may not, and one that
                 // overflows is beyond any `ns`.
                 let end = (h + 1).checked_mul(self.width);
                 match end {
@@ -916,6 +916,9 @@ impl std::error::Error for RatioBudgetError {}
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+
+    // The atomics these tests touch directly are read and written by this thread alone:
+    // `Relaxed` throughout.
 
     fn budget(clock: &ManualClock, ratio: f64, min: u32) -> RatioBudget {
         RatioBudget::builder()
