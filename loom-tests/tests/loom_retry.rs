@@ -173,6 +173,75 @@ fn ratio_rotation_expires_deposits() {
     });
 }
 
+/// Two requests, each a deposit then a retry, race with the clock frozen: each retry is
+/// covered by its own deposit, so a sequence grants both, and so must every interleaving (a
+/// retry that loses its compare-and-swap to the other rescans instead of refusing, and the
+/// fast path never refuses).
+#[test]
+fn ratio_covered_retries_are_never_refused() {
+    model("ratio_covered_retries_are_never_refused", || {
+        let clock = ManualClock::new();
+        let b = ratio_budget(&clock);
+        let b1 = b.clone();
+        let t = spawn(move || {
+            b1.deposit();
+            granted(b1.try_withdraw())
+        });
+        b.deposit();
+        let here = granted(b.try_withdraw());
+        assert_eq!(here + t.join().unwrap(), 2);
+        assert_eq!(b.balance(), 0);
+    });
+}
+
+/// The summary's deposits are a lower bound: a straggler's deposit into generation 0 may land
+/// after a retry in generation 1 wrote the summary. Both deposits stay in the window of
+/// generation 1, so exactly two retries are granted in all: the fast path falls short on the
+/// stale summary and the full scan grants the second.
+#[test]
+fn ratio_straggler_deposit_after_the_summary() {
+    model("ratio_straggler_deposit_after_the_summary", || {
+        let clock = ManualClock::new();
+        let b = ratio_budget(&clock);
+        b.deposit();
+        let b1 = b.clone();
+        let t = spawn(move || b1.deposit()); // generation 0 or 1
+        clock.advance(MS);
+        let first = granted(b.try_withdraw());
+        t.join().unwrap();
+        let rest = granted(b.try_withdraw()) + granted(b.try_withdraw());
+        assert_eq!(first, 1);
+        assert_eq!(first + rest, 2);
+    });
+}
+
+/// A deposit whose word is recycled by a later generation between its load and its
+/// `fetch_add`: it counts in that generation (or, first, in its expired one), never twice.
+/// Generation 2 shares generation 0's slot; its window holds its own deposit and maybe the
+/// straggler's.
+#[test]
+fn ratio_deposit_races_recycling() {
+    model("ratio_deposit_races_recycling", || {
+        let clock = ManualClock::new();
+        let b = ratio_budget(&clock);
+        b.deposit(); // generation 0: the straggler's word holds a count of 1
+        let (b1, c1) = (b.clone(), clock.clone());
+        let t = spawn(move || {
+            c1.advance(2 * MS);
+            b1.deposit();
+        });
+        b.deposit(); // generation 0 or 2
+        t.join().unwrap();
+        let total =
+            granted(b.try_withdraw()) + granted(b.try_withdraw()) + granted(b.try_withdraw());
+        assert!(
+            (1..=2).contains(&total),
+            "{total} retries from at most 2 deposits"
+        );
+        assert_eq!(b.balance(), 0);
+    });
+}
+
 /// gRPC throttle, 4 tokens (retries while above 2), ratio 0.5: two failures race a success.
 /// Every interleaving ends as one of the sequential orders does.
 #[test]

@@ -31,26 +31,48 @@
 //! deposits, retries and clock movement breaks it (loom checks the protocol below), and with no
 //! clock movement concurrent retries are granted exactly as a sequence would grant them.
 //!
-//! Each slot holds two 64-bit words, one counting deposits and one counting retries, each
-//! tagged with the generation it counts (`[sealed: 1][generation mod 2^34: 34][count: 29]`). A
-//! retry at generation `g` scans the retry words of the window: each earlier generation's word
-//! is *sealed* (a compare-and-swap sets the bit; a word left from an expired generation is
-//! replaced by a sealed empty word of the generation the window expects there), so nothing can
-//! be added to a past generation after a newer generation has been seen; the current word is
-//! recycled to `g` if it holds an expired generation. It then sums the deposit words of the
-//! window and grants the retry with one compare-and-swap on the current retry word, which fails
-//! if the word moved (another retry, or a seal by a newer generation). A deposit is one
-//! compare-and-swap on the current deposit word. A thread that finds a word tagged with a later
-//! generation than its own moves forward to the latest generation any operation has used (the
-//! `high` mark), so stragglers never write into the past.
+//! The slots form a ring whose length is the slot count rounded up to a power of two, so
+//! generation `g` lives at index `g & mask` and no operation divides (the clock's reading is
+//! turned into a generation by comparing it with the end of the latest generation; a division
+//! happens only when the clock has skipped a generation). Each slot holds two 64-bit words, one
+//! counting deposits and one counting retries, each tagged with the generation it counts
+//! (`[generation mod 2^34: 34][sealed: 1][count: 29]` for retries, `[generation mod 2^34:
+//! 34][count: 30]` for deposits).
+//!
+//! - **Deposit**: a load of the current deposit word and, when it already counts `g`, one
+//!   `fetch_add`. If the word moved on to a later generation between the two (a thread there
+//!   recycled it), the deposit counts in that later generation, never in the past; a word left
+//!   from an expired generation is recycled to `g` by a compare-and-swap.
+//! - **Retry, full scan**: the retry words of the window's past generations are *sealed* (a
+//!   compare-and-swap sets the bit; a word left from an expired generation is replaced by a
+//!   sealed empty word of the generation the window expects there), so nothing can be added to
+//!   a past generation after a newer generation has been seen; the current retry word is
+//!   recycled to `g` if it holds an expired generation. Then the deposit words of the window are
+//!   summed, and the retry is granted with one compare-and-swap on the current retry word, which
+//!   fails if the word moved (another retry, or a seal by a newer generation). The scan leaves
+//!   a *summary* of the window's past generations, tagged `g`: their retry count, final since
+//!   sealed, and their deposit count as read, which can only have grown since.
+//! - **Retry, fast path**: with the summary tagged `g`, a retry reads it, the current retry
+//!   word and the current deposit word, and grants with the same compare-and-swap if the funds
+//!   they show cover it. Those funds are a lower bound of the window's (exact retries, a lower
+//!   bound of deposits), so a grant is always safe; the fast path never refuses: when the funds
+//!   it sees fall short, the full scan decides. So refusals are as exact as before, and a
+//!   single thread's grants and balances are exactly the formula's.
+//!
+//! A thread that finds a word tagged with a later generation than its own moves forward to the
+//! latest generation any operation has used (the `high` mark), so stragglers never write into
+//! a generation that a newer one has sealed.
 //!
 //! # Limits
 //! - A slot counts at most `2^29 - 1` (536,870,911) deposits and as many retries; further
 //!   deposits in that slot are not counted (fewer retries, never more), and a retry that would
-//!   overflow is refused.
-//! - Generations are stored modulo `2^34`. A slot left untouched for an exact multiple of
-//!   `2^34` generations (at the smallest width of 1 ms, about 199 years of the budget standing
-//!   idle) could be mistaken for a current one.
+//!   overflow is refused. (A deposit checks the count before its `fetch_add`; the adds that
+//!   race past the limit land in the deposit word's spare 30th count bit, which would take
+//!   `2^29` threads at once to overflow.)
+//! - Generations are stored modulo `2^34`. A slot (or the summary) left untouched for an exact
+//!   multiple of `2^34` generations (at the smallest width of 1 ms, about 199 years of the
+//!   budget standing idle, or a clock that jumps that far at once) could be mistaken for a
+//!   current one.
 //!
 //! # Orderings
 //! - Slot words: loads are `Acquire` and successful compare-and-swaps `AcqRel` (failures
@@ -61,6 +83,16 @@
 //!   tag wrapped (treat as expired). The counts themselves need no ordering: every decision
 //!   rests on compare-and-swaps of single, self-describing words, which always act on the
 //!   latest value.
+//! - The deposit's `fetch_add` is `Relaxed`: it does not change the tag, and as a
+//!   read-modify-write it continues the release sequence of the compare-and-swap that wrote the
+//!   tag, so a thread that acquires the word it wrote still sees `high` at least at the tag.
+//!   It is sequenced before any later retry of the same thread, whose `AcqRel` compare-and-swap
+//!   publishes it: a retry that acquires a retry word sees the deposits behind the retries it
+//!   counts (the full scan reads the retry words before the deposit words for this reason).
+//! - Summary words: `Relaxed` loads and stores. A reader trusts only the numbers, never other
+//!   memory: the retry count is final, because the words it sums were sealed before the
+//!   summary was written, and the deposit count is a lower bound at any time. A summary is used
+//!   only when its tag is the reader's generation.
 //! - `high`: `Relaxed` load and `fetch_max`; its happens-before edge comes from the slot
 //!   words, as above.
 #![forbid(unsafe_code)]
@@ -86,28 +118,45 @@ pub const MAX_SLOT_COUNT: u64 = COUNT_MASK;
 
 /// Bits 0..29 of a slot word: the count (deposits or retries) of its generation.
 const COUNT_BITS: u32 = 29;
-/// Bits 29..63 of a slot word: the generation it counts, modulo `2^34`.
-const TAG_BITS: u32 = 34;
+/// Bits 30..64 of a slot word: the generation it counts, modulo `2^34`.
+const TAG_SHIFT: u32 = 30;
+const TAG_BITS: u32 = 64 - TAG_SHIFT;
 /// The count's bits, in place.
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 /// The tag's bits, shifted down.
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 /// Tag distances at or above this are read as "later than", below as "earlier than".
 const HALF_TAGS: u64 = 1 << (TAG_BITS - 1);
-/// Set on a retry word whose generation has ended: nothing more may be added to it.
-const SEALED: u64 = 1 << 63;
+/// Bit 29 of a retry word: set once its generation has ended; nothing more may be added to it.
+const SEALED: u64 = 1 << COUNT_BITS;
+/// Bits 0..30 of a deposit word: its count, which `fetch_add` raises. Deposits stop at
+/// [`COUNT_MASK`]; bit 29 is slack for the adds that race past the limit (each was checked
+/// against it just before), so no carry ever reaches the tag. Readers clamp to `COUNT_MASK`.
+const DEPOSIT_FIELD: u64 = (1 << TAG_SHIFT) - 1;
+/// Bits 0..30 of a summary word: a count of up to `2^30 - 1`.
+const SUMMARY_FIELD: u64 = (1 << TAG_SHIFT) - 1;
+/// The generation an operation works in never exceeds this, so `g + 1` cannot overflow.
+const MAX_GENERATION: u64 = u64::MAX >> 1;
 const PPM: u64 = 1_000_000;
+const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 // === words ===
 
+/// A word of generation `generation` (modulo `2^34`) holding `count`; the tag part of a word is
+/// `pack(generation, 0)`.
 fn pack(generation: u64, count: u64) -> u64 {
-    ((generation & TAG_MASK) << COUNT_BITS) | count
+    (generation << TAG_SHIFT) | count
 }
 fn tag(w: u64) -> u64 {
-    (w >> COUNT_BITS) & TAG_MASK
+    w >> TAG_SHIFT
 }
+/// A retry word's count.
 fn count(w: u64) -> u64 {
     w & COUNT_MASK
+}
+/// A deposit word's count.
+fn deposit_count(w: u64) -> u64 {
+    (w & DEPOSIT_FIELD).min(COUNT_MASK)
 }
 fn sealed(w: u64) -> bool {
     w & SEALED != 0
@@ -116,7 +165,7 @@ fn sealed(w: u64) -> bool {
 /// Where a word's generation lies relative to the generation `g` of an operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Place {
-    /// The word counts the generation the window of `g` expects at its index.
+    /// The word counts the generation `g - expected_age`.
     InWindow,
     /// An older generation: expired (or a tag that wrapped).
     Stale,
@@ -243,15 +292,34 @@ impl RatioBudgetBuilder {
             .clock
             .unwrap_or_else(|| Arc::new(SystemClock::new()) as SharedClock);
         let g0 = generation_at(clock.now(), width);
-        let word = pack(g0, 0);
+        // A power of two at least `slots`, so that a generation's index is `g & mask`.
+        let ring = slots.next_power_of_two();
+        let mask = ring - 1;
         Ok(RatioBudget {
             width,
             window,
-            deposits: (0..slots).map(|_| AtomicU64::new(word)).collect(),
-            retries: (0..slots).map(|_| AtomicU64::new(word)).collect(),
+            slots: (0..ring)
+                .map(|i| {
+                    // Index `i` starts with the latest generation at or before `g0` that maps
+                    // to it (earlier than the budget, for all but `g0`'s own index): empty, and
+                    // sealed for retries unless it is `g0`'s.
+                    let generation = g0.wrapping_sub(g0.wrapping_sub(i) & mask);
+                    let seal = if generation == g0 { 0 } else { SEALED };
+                    Slot {
+                        deposits: AtomicU64::new(pack(generation, 0)),
+                        retries: AtomicU64::new(pack(generation, 0) | seal),
+                    }
+                })
+                .collect(),
+            n: slots,
+            mask,
             high: AtomicU64::new(g0),
+            // Tagged with a generation before `g0`: no summary yet.
+            past_retries: AtomicU64::new(pack(g0.wrapping_sub(1), 0)),
+            past_deposits: AtomicU64::new(pack(g0.wrapping_sub(1), 0)),
             num,
             den,
+            base: i128::from(reserve) * i128::from(den),
             reserve,
             clock,
         })
@@ -265,9 +333,24 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a.max(1)
 }
 
+/// `now` in whole nanoseconds, if that fits a `u64` (584 years).
+#[inline]
+fn nanos_u64(now: Duration) -> Option<u64> {
+    now.as_secs()
+        .checked_mul(NANOS_PER_SEC)?
+        .checked_add(u64::from(now.subsec_nanos()))
+}
+
+/// `floor(now / width)`, at most [`MAX_GENERATION`]. Divides: kept off the hot path (see
+/// `RatioBudget::now_gen`).
+#[cold]
+#[inline(never)]
 fn generation_at(now: Duration, width: u64) -> u64 {
-    // now / width <= now in ns / 1e6 < 2^64.
-    (now.as_nanos() / u128::from(width)) as u64
+    match nanos_u64(now) {
+        Some(ns) => ns / width,
+        None => u64::try_from(now.as_nanos() / u128::from(width)).unwrap_or(MAX_GENERATION),
+    }
+    .min(MAX_GENERATION)
 }
 
 // === impl RatioBudget ===
@@ -301,24 +384,45 @@ pub struct RatioBudget {
     /// Slot width in nanoseconds.
     width: u64,
     window: Duration,
-    deposits: Box<[AtomicU64]>,
-    retries: Box<[AtomicU64]>,
+    /// The ring of slots: generation `g` lives at index `g & mask`. Its length is the window's
+    /// slot count rounded up to a power of two; the indices of the generations older than the
+    /// window are simply not read.
+    slots: Box<[Slot]>,
+    /// Generations per window (the builder's `slots`).
+    n: u64,
+    /// The ring's length minus one.
+    mask: u64,
     /// The latest generation any operation has used.
     high: AtomicU64,
+    /// The summary of a window's past generations (all but its current one), `[tag][count]`
+    /// with the window's current generation as the tag: their retries (final, since sealed)
+    /// and their deposits (as a scan last saw them; they can only have grown since).
+    past_retries: AtomicU64,
+    past_deposits: AtomicU64,
     /// Units deposited per request.
     num: u64,
     /// Units a retry costs.
     den: u64,
+    /// `reserve × den`: the units the reserve is worth.
+    base: i128,
     /// Retries granted per window without deposits.
     reserve: u64,
     clock: SharedClock,
+}
+
+/// One generation's words, side by side: a request and its retry touch one cache line.
+struct Slot {
+    /// `[tag: 34][count: 30]`; see [`DEPOSIT_FIELD`].
+    deposits: AtomicU64,
+    /// `[tag: 34][sealed: 1][count: 29]`.
+    retries: AtomicU64,
 }
 
 impl fmt::Debug for RatioBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RatioBudget")
             .field("window", &self.window)
-            .field("slots", &self.deposits.len())
+            .field("slots", &self.n)
             .field("ratio", &format_args!("{}/{}", self.num, self.den))
             .field("reserve", &self.reserve)
             .field("balance", &self.balance())
@@ -355,16 +459,35 @@ impl RatioBudget {
         self.window
     }
 
-    fn slot_count(&self) -> u64 {
-        self.deposits.len() as u64
+    /// The slot of generation `g`.
+    #[inline(always)]
+    fn slot(&self, g: u64) -> &Slot {
+        // The mask keeps the index below the ring's length, a power of two.
+        &self.slots[(g & self.mask) as usize]
     }
 
     /// The generation to work in: the clock's, or the latest any operation used if that is
-    /// later (so this budget's time never goes backwards).
+    /// later (so this budget's time never goes backwards). No division unless the clock has
+    /// left the latest generation and the one after it.
+    #[inline(always)]
     fn now_gen(&self) -> u64 {
-        let g = generation_at(self.clock.now(), self.width);
+        let now = self.clock.now();
         // Relaxed: see the module's Orderings.
         let h = self.high.load(Ordering::Relaxed);
+        let g = match nanos_u64(now) {
+            Some(ns) => {
+                // h <= MAX_GENERATION, so h + 1 fits; the product may not, and one that
+                // overflows is beyond any `ns`.
+                let end = (h + 1).checked_mul(self.width);
+                match end {
+                    None => return h,
+                    Some(end) if ns < end => return h,
+                    Some(end) if ns - end < self.width => h + 1,
+                    Some(_) => generation_at(now, self.width),
+                }
+            }
+            None => generation_at(now, self.width),
+        };
         if g > h {
             // Relaxed: as above; raised before any word tagged `g` is written.
             self.high.fetch_max(g, Ordering::Relaxed).max(g)
@@ -380,157 +503,275 @@ impl RatioBudget {
         (h > g).then_some(h)
     }
 
-    /// The age (in generations, from `g`) of the generation the window expects at `index`.
-    fn expected_age(&self, g: u64, index: u64) -> u64 {
-        let n = self.slot_count();
-        (g % n + n - index) % n
-    }
-
     /// Counts one request.
     pub fn deposit(&self) {
-        let n = self.slot_count();
         let mut g = self.now_gen();
-        'generation: loop {
-            let cell = &self.deposits[(g % n) as usize];
+        loop {
+            let cell = &self.slot(g).deposits;
             // Acquire: see the module's Orderings.
-            let mut w = cell.load(Ordering::Acquire);
-            loop {
-                let new = match place(w, g, 0) {
-                    Place::InWindow if count(w) == COUNT_MASK => return,
-                    Place::InWindow => w + 1,
-                    Place::Stale => pack(g, 1),
-                    Place::Ahead => match self.catch_up(g) {
-                        Some(h) => {
-                            g = h;
-                            continue 'generation;
-                        }
-                        None => pack(g, 1), // a wrapped tag: expired
-                    },
-                };
-                // AcqRel on success: Release publishes the tag after `high`; Acquire (also on
-                // failure) reads the tag of the value we retry from.
-                match cell.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => return,
-                    Err(actual) => w = actual,
+            let w = cell.load(Ordering::Acquire);
+            if w & !DEPOSIT_FIELD == pack(g, 0) {
+                if w & DEPOSIT_FIELD < COUNT_MASK {
+                    // Relaxed: the tag was published by the Release that wrote it, and this
+                    // RMW continues that release sequence; the count needs only atomicity.
+                    // Should the word have moved on to a later generation since the load (a
+                    // thread that was there recycled it), the deposit counts there: never in
+                    // the past.
+                    cell.fetch_add(1, Ordering::Relaxed);
                 }
+                return;
+            }
+            match self.open_deposits(cell, w, g) {
+                Ok(()) => return,
+                Err(h) => g = h,
             }
         }
+    }
+
+    /// [`deposit`](Self::deposit)'s slow path: the word of `g`'s index, `w`, is not `g`'s yet.
+    /// Recycles it with the deposit counted; `Err` with a later generation to move to.
+    #[cold]
+    fn open_deposits(&self, cell: &AtomicU64, mut w: u64, g: u64) -> Result<(), u64> {
+        loop {
+            let new = match place(w, g, 0) {
+                Place::InWindow if w & DEPOSIT_FIELD >= COUNT_MASK => return Ok(()),
+                Place::InWindow => w + 1,
+                Place::Stale => pack(g, 1),
+                Place::Ahead => match self.catch_up(g) {
+                    Some(h) => return Err(h),
+                    None => pack(g, 1), // a wrapped tag: expired
+                },
+            };
+            // AcqRel on success: Release publishes the tag after `high`; Acquire (also on
+            // failure) reads the tag of the value we retry from.
+            match cell.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// A past generation's retry word `w` (generation `g - age`, at `cell`) that is not yet
+    /// sealed with the right tag: seals it, or replaces an expired word with a sealed empty one
+    /// of that generation. `Ok` with its final count; `Err` with a later generation to move to.
+    #[cold]
+    fn seal_past(&self, cell: &AtomicU64, mut w: u64, g: u64, age: u64) -> Result<u64, u64> {
+        loop {
+            let p = match place(w, g, age) {
+                Place::Ahead => match self.catch_up(g) {
+                    Some(h) => return Err(h),
+                    None => Place::Stale, // a wrapped tag: expired
+                },
+                p => p,
+            };
+            let new = match (p, sealed(w)) {
+                // Final: count it.
+                (Place::InWindow, true) => return Ok(count(w)),
+                // Still open: seal it, then count it.
+                (Place::InWindow, false) => w | SEALED,
+                // An expired word where a past generation of the window goes: replace it with
+                // that generation, empty and sealed, so no straggler can still open it.
+                // (`Ahead` was resolved above: moved forward, or found wrapped.)
+                (Place::Stale | Place::Ahead, _) => pack(g.wrapping_sub(age), 0) | SEALED,
+            };
+            // AcqRel / Acquire: as in `open_deposits`.
+            match cell.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(count(new)),
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// The current generation's retry word `w` (at `cell`) that is not `g`'s open word:
+    /// recycles an expired one. `Ok` with the open word of `g`; `Err` with a later generation
+    /// to move to.
+    #[cold]
+    fn open_retries(&self, cell: &AtomicU64, mut w: u64, g: u64) -> Result<u64, u64> {
+        loop {
+            let p = match place(w, g, 0) {
+                Place::Ahead => match self.catch_up(g) {
+                    Some(h) => return Err(h),
+                    None => Place::Stale, // a wrapped tag: expired
+                },
+                p => p,
+            };
+            let new = match (p, sealed(w)) {
+                (Place::InWindow, false) => return Ok(w),
+                // Sealed by a later generation: move forward. If `high` shows none, the word
+                // only looks like `g`'s: a generation that far back (2^34 generations, or the
+                // ring's starting words after a jump of nearly that) can be sealed, `g` cannot
+                // be until a later generation was used. Expired, like any wrapped tag.
+                (Place::InWindow, true) => match self.catch_up(g) {
+                    Some(h) => return Err(h),
+                    None => pack(g, 0),
+                },
+                // An expired word where the current generation goes: recycle it.
+                (Place::Stale | Place::Ahead, _) => pack(g, 0),
+            };
+            // AcqRel / Acquire: as in `open_deposits`.
+            match cell.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(new),
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// Sums the deposit words of `g`'s window: `(past generations, current generation)`.
+    /// `Err` with a later generation to move to.
+    #[inline(always)]
+    fn window_deposits(&self, g: u64) -> Result<(u64, u64), u64> {
+        let mut deposits = [0u64; 2];
+        for age in 0..self.n {
+            let generation = g.wrapping_sub(age);
+            // Acquire: see the module's Orderings.
+            let w = self.slot(generation).deposits.load(Ordering::Acquire);
+            if w & !DEPOSIT_FIELD == pack(generation, 0) {
+                deposits[usize::from(age == 0)] += deposit_count(w);
+            } else if place(w, g, age) == Place::Ahead
+                && let Some(h) = self.catch_up(g)
+            {
+                return Err(h);
+            }
+            // Otherwise expired (or a wrapped tag): nothing of the window.
+        }
+        Ok((deposits[0], deposits[1]))
     }
 
     /// Grants one retry if the window's balance covers it, withdrawing its cost in the same
     /// compare-and-swap that checks it. Units are those of the [module docs](self): the
     /// balance is `reserve × den + num × D - den × W`.
     pub fn try_withdraw(&self) -> Withdrawal {
-        let n = self.slot_count();
+        let g = self.now_gen();
+        match self.withdraw_fast(g) {
+            Some(w) => w,
+            None => self.withdraw_scan(g),
+        }
+    }
+
+    /// Grants a retry from the summary of `g`'s past generations and the current slot alone:
+    /// `None` unless the summary is `g`'s and the funds it shows cover the retry (it never
+    /// refuses; [`withdraw_scan`](Self::withdraw_scan) does, after reading every word).
+    #[inline(always)]
+    fn withdraw_fast(&self, g: u64) -> Option<Withdrawal> {
+        // Relaxed: the summary's numbers are exact retries and a lower bound of deposits
+        // whenever they are read (module Orderings); its tag says which window they are for.
+        let sw = self.past_retries.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        let sd = self.past_deposits.load(Ordering::Relaxed);
+        if sw & !SUMMARY_FIELD != pack(g, 0) || sd & !SUMMARY_FIELD != pack(g, 0) {
+            return None;
+        }
+        let (past_w, past_d) = (sw & SUMMARY_FIELD, sd & SUMMARY_FIELD);
+        let slot = self.slot(g);
+        // Acquire: see the module's Orderings.
+        let mut cur = slot.retries.load(Ordering::Acquire);
         let cost = i128::from(self.den);
-        let mut g = self.now_gen();
-        'scan: loop {
-            let cur_index = g % n;
-            let mut past = 0u64;
-            let mut cur = 0u64;
-            for i in 0..n {
-                let age = self.expected_age(g, i);
-                let cell = &self.retries[i as usize];
-                // Acquire: see the module's Orderings.
-                let mut w = cell.load(Ordering::Acquire);
-                loop {
-                    let p = match place(w, g, age) {
-                        Place::Ahead => match self.catch_up(g) {
-                            Some(h) => {
-                                g = h;
-                                continue 'scan;
-                            }
-                            None => Place::Stale, // a wrapped tag: expired
-                        },
-                        p => p,
-                    };
-                    let new = match (p, i == cur_index, sealed(w)) {
-                        // The current generation's word, open: the one to withdraw from.
-                        (Place::InWindow, true, false) => {
-                            cur = w;
-                            break;
-                        }
-                        // Sealed by a later generation: move forward.
-                        (Place::InWindow, true, true) => {
-                            g = match self.catch_up(g) {
-                                Some(h) => h,
-                                None => {
-                                    // Unreachable while `high` is kept (module docs); stay
-                                    // lock-free regardless.
-                                    let next = g + 1;
-                                    // Relaxed: as in `now_gen`.
-                                    self.high.fetch_max(next, Ordering::Relaxed);
-                                    next
-                                }
-                            };
-                            continue 'scan;
-                        }
-                        // An expired word where the current generation goes: recycle it.
-                        (Place::Stale | Place::Ahead, true, _) => pack(g, 0),
-                        // A past generation of the window, final: count it.
-                        (Place::InWindow, false, true) => {
-                            past += count(w);
-                            break;
-                        }
-                        // A past generation still open: seal it, then count it.
-                        (Place::InWindow, false, false) => w | SEALED,
-                        // An expired word where a past generation of the window goes: replace
-                        // it with that generation, empty and sealed, so no straggler can still
-                        // open it.
-                        // (`Ahead` was resolved above: moved forward, or found wrapped.)
-                        (Place::Stale | Place::Ahead, false, _) => {
-                            pack(g.wrapping_sub(age), 0) | SEALED
-                        }
-                    };
-                    // AcqRel / Acquire: as in `deposit`.
-                    match cell.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
-                        Ok(_) => {
-                            if i == cur_index {
-                                cur = new;
-                            } else {
-                                past += count(new);
-                            }
-                            break;
-                        }
-                        Err(actual) => w = actual,
-                    }
-                }
+        loop {
+            if cur & !COUNT_MASK != pack(g, 0) || count(cur) == COUNT_MASK {
+                return None;
             }
-            let mut deposits = 0u64;
-            for i in 0..n {
+            // Acquire: as above. After the retry word, so that the deposits behind the retries
+            // it counts are seen too.
+            let dw = slot.deposits.load(Ordering::Acquire);
+            // A word of another generation holds none of `g`'s deposits we may count.
+            let d = if dw & !DEPOSIT_FIELD == pack(g, 0) {
+                deposit_count(dw)
+            } else {
+                0
+            };
+            let balance = self.base + i128::from(self.num) * i128::from(past_d + d)
+                - cost * i128::from(past_w + count(cur));
+            if balance < cost {
+                return None;
+            }
+            // AcqRel / Acquire: as in `open_deposits`.
+            match slot
+                .retries
+                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Some(Withdrawal::Withdrawn {
+                        cost: self.den,
+                        balance: sat_i64(balance - cost),
+                    });
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// [`try_withdraw`](Self::try_withdraw) reading every word of the window: seals the past
+    /// generations' retry words, sums the deposits, and refreshes the summary.
+    #[inline(never)]
+    fn withdraw_scan(&self, mut g: u64) -> Withdrawal {
+        let cost = i128::from(self.den);
+        'scan: loop {
+            // The window's past retry words, each made final (sealed) before it is counted.
+            let mut past = 0u64;
+            for age in 1..self.n {
+                let generation = g.wrapping_sub(age);
+                let cell = &self.slot(generation).retries;
                 // Acquire: see the module's Orderings.
-                let w = self.deposits[i as usize].load(Ordering::Acquire);
-                match place(w, g, self.expected_age(g, i)) {
-                    Place::InWindow => deposits += count(w),
-                    Place::Stale => {}
-                    Place::Ahead => {
-                        if let Some(h) = self.catch_up(g) {
+                let w = cell.load(Ordering::Acquire);
+                if w & !COUNT_MASK == pack(generation, 0) | SEALED {
+                    past += count(w);
+                } else {
+                    match self.seal_past(cell, w, g, age) {
+                        Ok(c) => past += c,
+                        Err(h) => {
                             g = h;
                             continue 'scan;
                         }
                     }
                 }
             }
-            let funds =
-                i128::from(self.reserve) * cost + i128::from(self.num) * i128::from(deposits);
-            let cell = &self.retries[cur_index as usize];
+            // The current retry word, read before the deposits: the deposits behind every retry
+            // it counts are then seen too.
+            let cell = &self.slot(g).retries;
+            // Acquire: see the module's Orderings.
+            let mut cur = cell.load(Ordering::Acquire);
+            if cur & !COUNT_MASK != pack(g, 0) {
+                match self.open_retries(cell, cur, g) {
+                    Ok(w) => cur = w,
+                    Err(h) => {
+                        g = h;
+                        continue 'scan;
+                    }
+                }
+            }
+            let (past_d, cur_d) = match self.window_deposits(g) {
+                Ok(d) => d,
+                Err(h) => {
+                    g = h;
+                    continue 'scan;
+                }
+            };
+            if past <= SUMMARY_FIELD && past_d <= SUMMARY_FIELD {
+                // Relaxed: see `withdraw_fast`. Written after the past words were sealed, so
+                // `past` is final; `past_d` only grows.
+                self.past_retries.store(pack(g, past), Ordering::Relaxed);
+                // Relaxed: as above.
+                self.past_deposits.store(pack(g, past_d), Ordering::Relaxed);
+            }
+            let funds = self.base + i128::from(self.num) * i128::from(past_d + cur_d);
             // Whether the current word moved under us since `funds` was read: then deposits may
             // have moved too, and a refusal must come from a fresh scan (another thread's CAS
             // succeeded, so rescanning keeps the budget lock-free).
             let mut raced = false;
             loop {
                 let balance = funds - cost * i128::from(past + count(cur));
-                if (balance < cost || count(cur) == COUNT_MASK) && raced {
-                    continue 'scan;
-                }
                 if balance < cost || count(cur) == COUNT_MASK {
+                    if raced {
+                        continue 'scan;
+                    }
                     return Withdrawal::Refused {
                         cost: 0,
                         balance: sat_i64(balance),
                         required: sat_i64(cost),
                     };
                 }
-                // AcqRel / Acquire: as in `deposit`. Strong: a spurious failure would rescan.
+                // AcqRel / Acquire: as in `open_deposits`. Strong: a spurious failure would
+                // rescan.
                 match cell.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
                         return Withdrawal::Withdrawn {
@@ -539,7 +780,7 @@ impl RatioBudget {
                         };
                     }
                     // Another retry in the same generation: only the count moved.
-                    Err(actual) if tag(actual) == tag(cur) && !sealed(actual) => {
+                    Err(actual) if actual & !COUNT_MASK == cur & !COUNT_MASK => {
                         cur = actual;
                         raced = true;
                     }
@@ -553,26 +794,23 @@ impl RatioBudget {
     /// The balance now, in units (see the [module docs](self)); negative while expired
     /// deposits leave retries unfunded. A read-only estimate under concurrency.
     pub fn balance(&self) -> i64 {
-        let n = self.slot_count();
         let g = self.now_gen();
         let (mut d, mut w) = (0u64, 0u64);
-        for i in 0..n {
-            let age = self.expected_age(g, i);
+        for age in 0..self.n {
+            let slot = self.slot(g.wrapping_sub(age));
             // Acquire: see the module's Orderings.
-            let dw = self.deposits[i as usize].load(Ordering::Acquire);
+            let dw = slot.deposits.load(Ordering::Acquire);
             if place(dw, g, age) == Place::InWindow {
-                d += count(dw);
+                d += deposit_count(dw);
             }
-            let rw = self.retries[i as usize].load(Ordering::Acquire);
+            // Acquire: as above.
+            let rw = slot.retries.load(Ordering::Acquire);
             if place(rw, g, age) == Place::InWindow {
                 w += count(rw);
             }
         }
         let cost = i128::from(self.den);
-        sat_i64(
-            i128::from(self.reserve) * cost + i128::from(self.num) * i128::from(d)
-                - cost * i128::from(w),
-        )
+        sat_i64(self.base + i128::from(self.num) * i128::from(d) - cost * i128::from(w))
     }
 
     /// Retries the balance covers now (0 when it is negative). A read-only estimate under
@@ -679,6 +917,9 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
+    // The atomics these tests touch directly are read and written by this thread alone:
+    // `Relaxed` throughout.
+
     fn budget(clock: &ManualClock, ratio: f64, min: u32) -> RatioBudget {
         RatioBudget::builder()
             .ratio(ratio)
@@ -768,9 +1009,9 @@ mod tests {
         c.set(Duration::from_secs(7)).unwrap(); // generation 7; index 0 holds generation 0
         b.deposit();
         assert!(b.try_withdraw().is_withdrawn());
-        let past = b.retries[0].load(Ordering::Relaxed);
+        let past = b.slots[0].retries.load(Ordering::Relaxed);
         assert_eq!((tag(past), count(past), sealed(past)), (6, 0, true));
-        let cur = b.retries[1].load(Ordering::Relaxed);
+        let cur = b.slots[1].retries.load(Ordering::Relaxed);
         assert_eq!((tag(cur), count(cur), sealed(cur)), (7, 1, false));
     }
 
@@ -823,5 +1064,311 @@ mod tests {
             .ratio(r)
             .build()
             .unwrap_err()
+    }
+
+    // === against a reference model ===
+
+    /// The formula of the module docs, one generation at a time, with plain maps.
+    struct Model {
+        n: u64,
+        num: i128,
+        den: i128,
+        reserve: i128,
+        deposits: std::collections::BTreeMap<u64, i128>,
+        retries: std::collections::BTreeMap<u64, i128>,
+    }
+
+    impl Model {
+        fn of(b: &RatioBudget) -> Model {
+            Model {
+                n: b.n,
+                num: i128::from(b.deposit_units()),
+                den: i128::from(b.retry_cost()),
+                reserve: i128::from(b.reserve_retries()),
+                deposits: Default::default(),
+                retries: Default::default(),
+            }
+        }
+        fn balance(&self, g: u64) -> i128 {
+            let lo = g.saturating_sub(self.n - 1);
+            let sum = |m: &std::collections::BTreeMap<u64, i128>| {
+                m.range(lo..=g).map(|(_, v)| *v).sum::<i128>()
+            };
+            self.reserve * self.den + self.num * sum(&self.deposits) - self.den * sum(&self.retries)
+        }
+        /// What `try_withdraw` must answer at `g`; records a grant.
+        fn withdraw(&mut self, g: u64) -> Withdrawal {
+            let balance = self.balance(g);
+            if balance >= self.den {
+                *self.retries.entry(g).or_default() += 1;
+                Withdrawal::Withdrawn {
+                    cost: self.den as u64,
+                    balance: (balance - self.den) as i64,
+                }
+            } else {
+                Withdrawal::Refused {
+                    cost: 0,
+                    balance: balance as i64,
+                    required: self.den as i64,
+                }
+            }
+        }
+    }
+
+    /// xorshift64*: deterministic, no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, k: u64) -> u64 {
+            self.next() % k
+        }
+    }
+
+    /// Runs `ops` random deposits, retries and clock moves (within a slot, one slot, a few
+    /// slots, whole windows, and jumps from 2^33 to 3 × 2^33 generations, which put every tag
+    /// at least half the tag space behind) on a budget that starts at `start` generations, and
+    /// checks every answer and balance against the model.
+    fn against_model(
+        slots: u32,
+        width_ms: u64,
+        parts: (u32, u32),
+        min: u32,
+        start: u64,
+        seed: u64,
+    ) {
+        let width = width_ms * 1_000_000;
+        let clock = ManualClock::new();
+        clock.set(Duration::from_nanos(start * width)).unwrap();
+        let b = RatioBudget::builder()
+            .window(Duration::from_nanos(width * u64::from(slots)))
+            .slots(slots)
+            .ratio_parts(parts.0, parts.1)
+            .min_retries_per_sec(min)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let mut m = Model::of(&b);
+        let mut rng = Rng(seed | 1);
+        let n = u64::from(slots);
+        let generation = |c: &ManualClock| (c.now().as_nanos() / u128::from(width)) as u64;
+        for step in 0..3000 {
+            let g = generation(&clock);
+            let what = rng.below(100);
+            if what < 45 {
+                b.deposit();
+                *m.deposits.entry(g).or_default() += 1;
+            } else if what < 85 {
+                assert_eq!(
+                    b.try_withdraw(),
+                    m.withdraw(g),
+                    "step {step}, generation {g}"
+                );
+            } else {
+                let by = match rng.below(7) {
+                    0 => rng.below(width),
+                    1 => width,
+                    2 => width * (1 + rng.below(2 * n + 2)),
+                    3 => width * n * (1 + rng.below(1000)),
+                    4 if rng.below(8) == 0 => width * ((1 << 33) + rng.below(1 << 33)),
+                    _ => rng.below(3 * width),
+                };
+                if clock.now().as_nanos() + u128::from(by) < u128::from(u64::MAX) {
+                    clock.advance(Duration::from_nanos(by));
+                }
+            }
+            let g = generation(&clock);
+            assert_eq!(
+                i128::from(b.balance()),
+                m.balance(g),
+                "step {step}, generation {g}"
+            );
+        }
+    }
+
+    #[test]
+    fn matches_the_model_for_all_slot_counts() {
+        for (i, slots) in [1u32, 2, 3, 5, 8, 10, 16, 17, 63, 64]
+            .into_iter()
+            .enumerate()
+        {
+            for (j, parts) in [(1, 1), (3, 5), (0, 1), (7, 3)].into_iter().enumerate() {
+                let min = [0, 1, 100][j % 3];
+                against_model(
+                    slots,
+                    1 + i as u64 % 3,
+                    parts,
+                    min,
+                    0,
+                    (i * 10 + j) as u64 + 7,
+                );
+            }
+        }
+    }
+
+    /// Tags are generations modulo 2^34, and the ring's index is the generation modulo its
+    /// length: a budget that starts just below 2^34 (and 2^35) generations runs across the
+    /// boundary where tags wrap to 0, and every index boundary of the ring along the way.
+    #[test]
+    fn matches_the_model_across_the_tag_wrap() {
+        for slots in [1u32, 2, 3, 10, 64] {
+            for start in [(1u64 << 34) - 3, (1 << 35) - 2 * u64::from(slots) - 1] {
+                against_model(slots, 1, (1, 1), 0, start, start ^ u64::from(slots));
+            }
+        }
+    }
+
+    /// Ages across the ring's index 0, step by step: with 10 slots (a ring of 16), each
+    /// generation's deposit stays exactly 10 generations.
+    #[test]
+    fn deposits_leave_after_exactly_the_window() {
+        let c = ManualClock::new();
+        let b = RatioBudget::builder()
+            .window(Duration::from_millis(10))
+            .slots(10)
+            .ratio_parts(1, 1)
+            .min_retries_per_sec(0)
+            .clock(Arc::new(c.clone()))
+            .build()
+            .unwrap();
+        for g in 0..100u64 {
+            b.deposit();
+            // One deposit in each of the last min(g + 1, 10) generations, one retry per
+            // generation drawn against them.
+            assert_eq!(
+                b.balance(),
+                (g + 1).min(10) as i64 - g.min(9) as i64,
+                "at {g}"
+            );
+            assert!(b.try_withdraw().is_withdrawn(), "at {g}");
+            c.advance(Duration::from_millis(1));
+        }
+    }
+
+    /// The generation without division: the same as `floor(now / width)` for the clock's next
+    /// generation, a skipped one, a reading behind `high`, and readings at the end of `u64`
+    /// nanoseconds.
+    #[test]
+    fn generations_without_division() {
+        let c = ManualClock::new();
+        let b = RatioBudget::builder()
+            .window(Duration::from_millis(30))
+            .slots(10)
+            .clock(Arc::new(c.clone()))
+            .build()
+            .unwrap();
+        let w = 3_000_000u64;
+        for to in [
+            0,
+            w - 1,
+            w,
+            2 * w - 1,
+            2 * w,
+            4 * w + 7,
+            1 << 40,
+            (1 << 40) + w,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            c.set(Duration::from_nanos(to)).unwrap();
+            assert_eq!(b.now_gen(), to / w, "at {to} ns");
+        }
+        assert_eq!(generation_at(Duration::MAX, 1_000_000), MAX_GENERATION);
+        assert_eq!(
+            generation_at(Duration::from_secs(u64::MAX / 1_000_000_000 + 1), 1_000_000),
+            (u64::MAX / 1_000_000_000 + 1) * 1000
+        );
+    }
+
+    /// A clock whose readings do not fit `u64` nanoseconds, and that can go backwards.
+    #[derive(Debug)]
+    struct HugeClock(std::sync::Mutex<Duration>);
+    impl Clock for HugeClock {
+        fn now(&self) -> Duration {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    #[test]
+    fn huge_and_backward_readings_neither_panic_nor_rewind() {
+        let clock = Arc::new(HugeClock(std::sync::Mutex::new(Duration::from_secs(5))));
+        let b = RatioBudget::builder()
+            .ratio_parts(1, 1)
+            .min_retries_per_sec(0)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        b.deposit();
+        *clock.0.lock().unwrap() = Duration::MAX;
+        b.deposit();
+        b.deposit();
+        assert_eq!(b.balance(), 2);
+        assert!(b.try_withdraw().is_withdrawn());
+        // Backwards: the budget's time stays where it was.
+        *clock.0.lock().unwrap() = Duration::from_secs(5);
+        b.deposit();
+        assert_eq!(b.balance(), 2);
+        assert!(b.try_withdraw().is_withdrawn());
+        assert!(b.try_withdraw().is_withdrawn());
+        assert!(!b.try_withdraw().is_withdrawn());
+        assert_eq!(b.now_gen(), MAX_GENERATION);
+    }
+
+    /// A deposit whose word moved on to a later generation between its load and its
+    /// `fetch_add` counts there; one that arrives at a past generation after the summary was
+    /// written is not in the summary, so the fast path falls short and the full scan, which
+    /// sees it, grants the retry.
+    #[test]
+    fn summary_is_a_lower_bound_the_scan_completes() {
+        let c = ManualClock::new();
+        let b = RatioBudget::builder()
+            .window(Duration::from_millis(4))
+            .slots(4)
+            .ratio_parts(1, 1)
+            .min_retries_per_sec(0)
+            .clock(Arc::new(c.clone()))
+            .build()
+            .unwrap();
+        b.deposit(); // generation 0
+        c.set(Duration::from_millis(1)).unwrap();
+        b.deposit(); // generation 1
+        assert!(b.try_withdraw().is_withdrawn()); // full scan: summary of generation 1
+        assert_eq!(tag(b.past_deposits.load(Ordering::Relaxed)), 1);
+        assert_eq!(count(b.past_deposits.load(Ordering::Relaxed)), 1);
+        assert!(b.withdraw_fast(1).is_some()); // the fast path: 2 deposits, 2 retries
+        // A straggler's deposit into generation 0, after the summary.
+        let cell = &b.slot(0).deposits;
+        cell.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(b.withdraw_fast(1), None); // the summary shows no funds left
+        assert!(b.try_withdraw().is_withdrawn()); // the scan sees the third deposit
+        assert!(!b.try_withdraw().is_withdrawn());
+        assert_eq!(b.balance(), 0);
+    }
+
+    /// A slot count of deposits: further deposits are not counted, and the word's tag survives
+    /// adds that race past the limit.
+    #[test]
+    fn deposits_stop_at_the_slot_limit() {
+        let c = ManualClock::new();
+        let b = RatioBudget::builder()
+            .ratio_parts(1, 1)
+            .min_retries_per_sec(0)
+            .clock(Arc::new(c.clone()))
+            .build()
+            .unwrap();
+        let cell = &b.slot(0).deposits;
+        cell.store(pack(0, COUNT_MASK - 1), Ordering::Relaxed);
+        b.deposit();
+        b.deposit();
+        assert_eq!(cell.load(Ordering::Relaxed), pack(0, COUNT_MASK));
+        // Adds that raced past the check land in the spare bit, and are not counted.
+        cell.fetch_add(5, Ordering::Relaxed);
+        assert_eq!(tag(cell.load(Ordering::Relaxed)), 0);
+        assert_eq!(b.balance(), COUNT_MASK as i64);
+        assert_eq!(MAX_SLOT_COUNT, COUNT_MASK);
     }
 }
