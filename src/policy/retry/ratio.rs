@@ -1,29 +1,8 @@
 //! The ratio budget: retries may be at most a fixed fraction of recent requests, plus a
 //! reserve for a minimum retry rate (Finagle's `RetryBudget`, tower's `TpsBudget`).
 //!
-//! # Semantics
-//! Time is cut into `slots` generations of `width = window / slots` each (generation
-//! `g = floor(now / width)`); the window at generation `g` is the `slots` generations
-//! `g - slots + 1 ..= g`. With the ratio written as a reduced fraction `num / den`:
-//!
-//! - each request deposits `num` units (a [`deposit`](RatioBudget::deposit));
-//! - each retry costs `den` units (a [`try_withdraw`](RatioBudget::try_withdraw));
-//! - the reserve is `reserve = floor(min_retries_per_sec × window in seconds)` retries, worth
-//!   `reserve × den` units;
-//! - the balance at generation `g` is `reserve × den + num × D(g) - den × W(g)`, where `D(g)`
-//!   and `W(g)` count the deposits and granted retries of the window;
-//! - a retry is granted iff the balance is at least `den`, that is iff
-//!   `W(g) + 1 <= reserve + ratio × D(g)`, computed exactly in integers.
-//!
-//! So with 1,000 requests in the window, no reserve and a ratio of 0.6 (`3/5`), exactly 600
-//! retries are granted: not 599 (a cost rounded to `round(1000 / 0.6) = 1667` units) and not
-//! 1,000 (a cost truncated to `(1.0 / 0.6) as isize = 1` unit per deposit of 1, as in tower's
-//! `TpsBudget`). A ratio given as an `f64` is rounded to the nearest millionth;
-//! [`ratio_parts`](RatioBudgetBuilder::ratio_parts) takes an exact fraction such as `1/3`.
-//!
-//! Deposits and retries leave the window together with their generation, so the balance can go
-//! below zero when deposits expire that newer retries were drawn against (the semantics of
-//! Finagle and tower); retries are then refused until requests pay it back.
+//! The semantics, the exactness guarantee and the limits are documented on [`RatioBudget`];
+//! what follows is the protocol that implements them.
 //!
 //! # Exactness under concurrency
 //! The guarantee: for every generation `g` in which a retry was granted, the retries ever
@@ -62,17 +41,6 @@
 //! A thread that finds a word tagged with a later generation than its own moves forward to the
 //! latest generation any operation has used (the `high` mark), so stragglers never write into
 //! a generation that a newer one has sealed.
-//!
-//! # Limits
-//! - A slot counts at most `2^29 - 1` (536,870,911) deposits and as many retries; further
-//!   deposits in that slot are not counted (fewer retries, never more), and a retry that would
-//!   overflow is refused. (A deposit checks the count before its `fetch_add`; the adds that
-//!   race past the limit land in the deposit word's spare 30th count bit, which would take
-//!   `2^29` threads at once to overflow.)
-//! - Generations are stored modulo `2^34`. A slot (or the summary) left untouched for an exact
-//!   multiple of `2^34` generations (at the smallest width of 1 ms, about 199 years of the
-//!   budget standing idle, or a clock that jumps that far at once) could be mistaken for a
-//!   current one.
 //!
 //! # Orderings
 //! - Slot words: loads are `Acquire` and successful compare-and-swaps `AcqRel` (failures
@@ -356,8 +324,49 @@ fn generation_at(now: Duration, width: u64) -> u64 {
 // === impl RatioBudget ===
 
 /// A retry budget that grants at most `ratio` retries per request over a rolling window, plus
-/// a reserve for a minimum retry rate; exact under any interleaving. See the
-/// [module docs](self) for the formulas and the protocol.
+/// a reserve for a minimum retry rate; exact under any interleaving.
+///
+/// # Semantics
+/// Time is cut into `slots` generations of `width = window / slots` each (generation
+/// `g = floor(now / width)`); the window at generation `g` is the `slots` generations
+/// `g - slots + 1 ..= g`. With the ratio written as a reduced fraction `num / den`:
+///
+/// - each request deposits `num` units (a [`deposit`](RatioBudget::deposit));
+/// - each retry costs `den` units (a [`try_withdraw`](RatioBudget::try_withdraw));
+/// - the reserve is `reserve = floor(min_retries_per_sec × window in seconds)` retries, worth
+///   `reserve × den` units;
+/// - the balance at generation `g` is `reserve × den + num × D(g) - den × W(g)`, where `D(g)`
+///   and `W(g)` count the deposits and granted retries of the window;
+/// - a retry is granted iff the balance is at least `den`, that is iff
+///   `W(g) + 1 <= reserve + ratio × D(g)`, computed exactly in integers.
+///
+/// So with 1,000 requests in the window, no reserve and a ratio of 0.6 (`3/5`), exactly 600
+/// retries are granted: not 599 (a cost rounded to `round(1000 / 0.6) = 1667` units) and not
+/// 1,000 (a cost truncated to `(1.0 / 0.6) as isize = 1` unit per deposit of 1, as in tower's
+/// `TpsBudget`). A ratio given as an `f64` is rounded to the nearest millionth;
+/// [`ratio_parts`](RatioBudgetBuilder::ratio_parts) takes an exact fraction such as `1/3`.
+///
+/// Deposits and retries leave the window together with their generation, so the balance can go
+/// below zero when deposits expire that newer retries were drawn against (the semantics of
+/// Finagle and tower); retries are then refused until requests pay it back.
+///
+/// # Exactness under concurrency
+/// The guarantee: for every generation `g` in which a retry was granted, the retries ever
+/// granted in the window of `g` never exceed `reserve + ratio × D(g)`. No interleaving of
+/// deposits, retries and clock movement breaks it (loom checks the protocol below), and with no
+/// clock movement concurrent retries are granted exactly as a sequence would grant them.
+///
+/// # Limits
+/// - A slot counts at most `2^29 - 1` (536,870,911) deposits and as many retries; further
+///   deposits in that slot are not counted (fewer retries, never more), and a retry that would
+///   overflow is refused. (A deposit checks the count before its `fetch_add`; the adds that
+///   race past the limit land in the deposit word's spare 30th count bit, which would take
+///   `2^29` threads at once to overflow.)
+/// - Generations are stored modulo `2^34`. A slot (or the summary) left untouched for an exact
+///   multiple of `2^34` generations (at the smallest width of 1 ms, about 199 years of the
+///   budget standing idle, or a clock that jumps that far at once) could be mistaken for a
+///   current one.
+///
 ///
 /// ```
 /// use std::sync::Arc;
@@ -638,7 +647,7 @@ impl RatioBudget {
     }
 
     /// Grants one retry if the window's balance covers it, withdrawing its cost in the same
-    /// compare-and-swap that checks it. Units are those of the [module docs](self): the
+    /// compare-and-swap that checks it. Units are those of [`RatioBudget`]'s docs: the
     /// balance is `reserve × den + num × D - den × W`.
     pub fn try_withdraw(&self) -> Withdrawal {
         let g = self.now_gen();
@@ -791,7 +800,7 @@ impl RatioBudget {
         }
     }
 
-    /// The balance now, in units (see the [module docs](self)); negative while expired
+    /// The balance now, in units (see [`RatioBudget`]); negative while expired
     /// deposits leave retries unfunded. A read-only estimate under concurrency.
     pub fn balance(&self) -> i64 {
         let g = self.now_gen();
