@@ -8,22 +8,28 @@
 //!   the limiter's word counts
 //!   exactly the enforced permits held, its shadow counter exactly the shadow ones; the limit is
 //!   at least 1 and within the algorithm's bounds;
+//! - with a counting algorithm, every success or drop released so far (including releases made
+//!   inside an `inspect` closure, whose samples wait in the feed's slots until `inspect`
+//!   returns) has been applied exactly once: updates == sampled releases after every step, with
+//!   no flush; and the word's limit is the algorithm's;
 //! - a rejection only happens in enforce mode, with in-flight >= limit;
 //! - throttle probabilities are in [0, 1] and verdicts agree with draw < probability;
 //! - shedder rates are in [0, 1], the base and adaptive rates in [min_rate, max_rate], the
 //!   active count matches the tickets held, and verdicts agree with draw < rate.
 #![no_main]
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use weir::policy::Mode;
 use weir::policy::shed::{
-    AdaptiveThrottle, Aimd, FixedLimit, Gradient2, LatencyStatistic, Limiter, LimiterBuilder,
-    LoadShedder, ManualSignals, Outcome, OwnedPermit, Permit, Priority, ShedderView, Strategy,
-    Ticket, TicketOutcome, Vegas, Verdict,
+    AdaptiveThrottle, Aimd, FixedLimit, Gradient2, LatencyStatistic, LimitAlgorithm, Limiter,
+    LimiterBuilder, LoadShedder, ManualSignals, Outcome, OwnedPermit, Permit, Priority, Sample,
+    ShedderView, Strategy, Ticket, TicketOutcome, Vegas, Verdict,
 };
 use weir::{ManualClock, SharedClock};
 
@@ -54,6 +60,32 @@ enum Algo {
         window: u32,
         tolerance: f64,
     },
+    /// [`Counting`] with this base limit.
+    Counting(u16),
+}
+
+/// Counts its updates (shared with the fuzzer); its limit is `base + updates % 3`.
+#[derive(Debug)]
+struct Counting {
+    base: u32,
+    updates: Arc<AtomicU64>,
+}
+
+impl LimitAlgorithm for Counting {
+    fn limit(&self) -> u32 {
+        self.base + (self.updates.load(Ordering::Relaxed) % 3) as u32
+    }
+    fn update(&mut self, _: &Sample) -> u32 {
+        self.updates.fetch_add(1, Ordering::Relaxed);
+        self.limit()
+    }
+    fn set_limit(&mut self, limit: u32) -> u32 {
+        self.base = limit.clamp(1, 1000);
+        self.limit()
+    }
+    fn bounds(&self) -> RangeInclusive<u32> {
+        1..=1002
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -104,12 +136,23 @@ enum Op {
         priority: u8,
     },
     Accept,
+    /// Releases up to 8 permits from inside an `inspect` closure (their samples wait for
+    /// `inspect` to return and apply them).
+    ReleaseInInspect {
+        count: u8,
+        outcome: u8,
+        rtt_ms: Option<u32>,
+    },
 }
 
 /// A limiter builder around the fuzzed algorithm, or `None` if its builder refused the
-/// parameters (which must never panic).
-fn build_algo(a: &Algo) -> Option<LimiterBuilder> {
+/// parameters (which must never panic). A `Counting` algorithm counts into `updates`.
+fn build_algo(a: &Algo, updates: &Arc<AtomicU64>) -> Option<LimiterBuilder> {
     match *a {
+        Algo::Counting(base) => Some(Limiter::builder(Counting {
+            base: u32::from(base).clamp(1, 1000),
+            updates: updates.clone(),
+        })),
         Algo::Fixed(n) => Some(Limiter::builder(FixedLimit::new(n))),
         Algo::Aimd {
             initial,
@@ -189,6 +232,11 @@ impl Held<'_> {
     }
 }
 
+/// The algorithm's own limit.
+fn algorithm_limit(limiter: &Limiter) -> u32 {
+    limiter.inspect(|a| a.limit())
+}
+
 fn priority(p: u8) -> Priority {
     Priority::ALL[usize::from(p) % 5]
 }
@@ -202,7 +250,11 @@ fuzz_target!(|input: Input| {
         Mode::Enforce
     };
 
-    let Some(builder) = build_algo(&input.algo) else {
+    let updates = Arc::new(AtomicU64::new(0));
+    let counting = matches!(input.algo, Algo::Counting(_));
+    // Successes and drops released so far (what a counting algorithm must have been fed).
+    let mut sampled = 0u64;
+    let Some(builder) = build_algo(&input.algo, &updates) else {
         return;
     };
     let limiter = builder
@@ -307,6 +359,7 @@ fuzz_target!(|input: Input| {
                     let p = permits.swap_remove(usize::from(index) % permits.len());
                     let outcome = [Outcome::Success, Outcome::Dropped, Outcome::Ignored]
                         [usize::from(outcome) % 3];
+                    sampled += u64::from(outcome != Outcome::Ignored);
                     p.release(outcome, rtt_ms.map(|ms| Duration::from_millis(ms.into())));
                 }
             }
@@ -374,6 +427,31 @@ fuzz_target!(|input: Input| {
                 assert!(mode.enforces() || d.verdict != Verdict::Reject);
             }
             Op::Accept => throttle.record_accepted(),
+            Op::ReleaseInInspect {
+                count,
+                outcome,
+                rtt_ms,
+            } => {
+                let outcome = [Outcome::Success, Outcome::Dropped, Outcome::Ignored]
+                    [usize::from(outcome) % 3];
+                let rtt = rtt_ms.map(|ms| Duration::from_millis(ms.into()));
+                let n = usize::from(count % 9).min(permits.len());
+                let before = updates.load(Ordering::Relaxed);
+                let seen = limiter.inspect(|_| {
+                    for p in permits.drain(..n) {
+                        p.release(outcome, rtt);
+                    }
+                    // The releases left their samples for this `inspect` to apply.
+                    updates.load(Ordering::Relaxed)
+                });
+                assert_eq!(seen, before);
+                sampled += n as u64 * u64::from(outcome != Outcome::Ignored);
+            }
+        }
+        if counting {
+            // Every sample of a returned release has been applied, exactly once.
+            assert_eq!(updates.load(Ordering::Relaxed), sampled);
+            assert_eq!(algorithm_limit(&limiter), limiter.limit());
         }
         // The limiter's word counts exactly the permits held.
         let st = limiter.state();

@@ -3,15 +3,24 @@
 //! whose sample moves the limit racing an acquire, and, on the fast path (an algorithm that
 //! does not learn, no metrics: the release is the `fetch_sub` alone), a release publishing the
 //! work done under its permit to the acquire that takes the freed slot.
+//!
+//! Sample feeding (a release never waits for another to apply its sample): releases racing
+//! each other, with `set_limit` and `inspect`, and with every sample slot taken (loom builds
+//! the limiter with 2 slots), apply every sample exactly once by the time all threads have
+//! joined, never two updates at once, and leave the word's limit equal to the algorithm's.
 #![cfg(weir_loom)]
 
 mod common;
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{model, spawn};
-use loom::sync::atomic::{AtomicUsize, Ordering};
-use weir::policy::shed::{Aimd, FixedLimit, LimitAlgorithm, Limiter, RejectReason};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use weir::policy::shed::{
+    Aimd, FixedLimit, LimitAlgorithm, Limiter, Outcome, OwnedPermit, RejectReason, Sample,
+};
 use weir::{ManualClock, SharedClock};
 
 fn limiter(algorithm: impl LimitAlgorithm) -> Limiter {
@@ -171,5 +180,168 @@ fn fast_path_release_publishes_to_next_acquirer() {
         holder.join().unwrap();
         acquirer.join().unwrap();
         assert_eq!(limiter.in_flight(), 0, "a permit was lost");
+    });
+}
+
+/// What a [`Counting`] algorithm has seen.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Bit `id` set once sample `id` (an RTT of `id` ns) was applied.
+    applied: AtomicUsize,
+    updates: AtomicUsize,
+    /// Set while an `update` runs.
+    inside: AtomicBool,
+}
+
+/// Records every sample it is fed (each exactly once, never two updates at once); its limit is
+/// `base + updates`.
+#[derive(Debug)]
+struct Counting {
+    seen: Arc<Seen>,
+    base: u32,
+}
+
+impl LimitAlgorithm for Counting {
+    fn limit(&self) -> u32 {
+        self.base + self.seen.updates.load(Ordering::SeqCst) as u32
+    }
+    fn update(&mut self, s: &Sample) -> u32 {
+        assert!(
+            !self.seen.inside.swap(true, Ordering::SeqCst),
+            "two updates at once"
+        );
+        let bit = 1 << s.rtt.as_nanos();
+        let before = self.seen.applied.fetch_or(bit, Ordering::SeqCst);
+        assert_eq!(before & bit, 0, "sample {:?} applied twice", s.rtt);
+        assert_eq!(s.dropped, s.rtt.as_nanos() % 2 == 1, "{s:?}");
+        self.seen.updates.fetch_add(1, Ordering::SeqCst);
+        self.seen.inside.store(false, Ordering::SeqCst);
+        self.limit()
+    }
+    fn set_limit(&mut self, limit: u32) -> u32 {
+        self.base = limit.clamp(1, 100);
+        self.limit()
+    }
+    fn bounds(&self) -> RangeInclusive<u32> {
+        1..=200
+    }
+}
+
+/// A limiter on [`Counting`] (limit `base` at first) and what it sees.
+fn counting(base: u32) -> (Limiter, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let algorithm = Counting {
+        seen: seen.clone(),
+        base,
+    };
+    (limiter(algorithm), seen)
+}
+
+/// Releases `p` with sample `id`: an RTT of `id` ns, dropped iff `id` is odd.
+fn release(p: OwnedPermit, id: u32) {
+    let outcome = if id % 2 == 1 {
+        Outcome::Dropped
+    } else {
+        Outcome::Success
+    };
+    p.release_with_rtt(outcome, Duration::from_nanos(id.into()));
+}
+
+/// Once everything has joined: samples `0..n` applied exactly once each, `n` updates, nothing
+/// left waiting, and the word's limit is the algorithm's.
+fn check_all_applied(limiter: &Limiter, seen: &Seen, n: u32) {
+    assert_eq!(
+        seen.applied.load(Ordering::SeqCst),
+        (1 << n) - 1,
+        "a sample was stranded"
+    );
+    assert_eq!(seen.updates.load(Ordering::SeqCst), n as usize);
+    assert_eq!(limiter.limit(), limiter.inspect(|a| a.limit()));
+    assert_eq!(limiter.in_flight(), 0, "a permit was lost");
+}
+
+/// Two threads release with samples at once (one of them twice): whoever finds the feed held
+/// leaves its sample and returns; the holder must apply it before giving the feed back. After
+/// the join, with no flush, every sample has been applied exactly once.
+#[test]
+fn racing_releases_apply_every_sample_once() {
+    model("racing_releases_apply_every_sample_once", || {
+        let (limiter, seen) = counting(10);
+        let permits: Vec<_> = (0..3)
+            .map(|_| limiter.try_acquire_owned().unwrap())
+            .collect();
+        let mut it = permits.into_iter();
+        let (a, b, c) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+        let one = spawn(move || release(a, 0));
+        let two = spawn(move || {
+            release(b, 1);
+            release(c, 2);
+        });
+        one.join().unwrap();
+        two.join().unwrap();
+        check_all_applied(&limiter, &seen, 3);
+        assert_eq!(limiter.limit(), 13);
+    });
+}
+
+/// Releases race a `set_limit` and an `inspect` (which wait for the feed: the holder passes
+/// it over, or they take it when free, and releases meanwhile leave their samples for them).
+/// Every sample is applied once; `set_limit` returns the limit it left in force; an `inspect`
+/// made after a release returned sees that release's sample; the word's limit ends equal to
+/// the algorithm's.
+#[test]
+fn releases_race_set_limit_and_inspect() {
+    model("releases_race_set_limit_and_inspect", || {
+        let (limiter, seen) = counting(10);
+        let done = Arc::new(AtomicBool::new(false));
+        let a = limiter.try_acquire_owned().unwrap();
+        let b = limiter.try_acquire_owned().unwrap();
+        let releaser = {
+            let done = done.clone();
+            spawn(move || {
+                release(a, 0);
+                done.store(true, Ordering::SeqCst);
+                release(b, 1);
+            })
+        };
+        let admin = {
+            let (limiter, seen) = (limiter.clone(), seen.clone());
+            spawn(move || {
+                let applied = limiter.set_limit(50);
+                assert!((50..=52).contains(&applied), "{applied}");
+                let released = done.load(Ordering::SeqCst);
+                let bits = limiter.inspect(|_| seen.applied.load(Ordering::SeqCst));
+                if released {
+                    assert_eq!(bits & 1, 1, "inspect missed a returned release's sample");
+                }
+            })
+        };
+        releaser.join().unwrap();
+        admin.join().unwrap();
+        check_all_applied(&limiter, &seen, 2);
+        assert!((50..=52).contains(&limiter.limit()));
+    });
+}
+
+/// Every slot taken (loom builds the limiter with 2): one thread's release may hold the feed
+/// while the other's three releases leave two samples and find no slot for the third, which
+/// then waits for the feed (the documented fallback). Still every sample is applied once.
+#[test]
+fn full_slots_fall_back_without_losing_samples() {
+    model("full_slots_fall_back_without_losing_samples", || {
+        let (limiter, seen) = counting(10);
+        let mut permits: Vec<_> = (0..4)
+            .map(|_| limiter.try_acquire_owned().unwrap())
+            .collect();
+        let a = permits.remove(0);
+        let one = spawn(move || release(a, 0));
+        let two = spawn(move || {
+            for (id, p) in (1..).zip(permits) {
+                release(p, id);
+            }
+        });
+        one.join().unwrap();
+        two.join().unwrap();
+        check_all_applied(&limiter, &seen, 4);
     });
 }

@@ -12,14 +12,60 @@
 //! permits are released.
 //!
 //! Releasing is a `fetch_sub` on the word. Then, for a success or a drop, the sample goes to
-//! the algorithm, under a mutex that only releases with a sample and [`Limiter::set_limit`]
-//! take: acquires never touch it.
+//! the algorithm, without waiting for another release (next section). Acquires never touch
+//! the algorithm.
+//!
+//! # Feeding samples
+//!
+//! Algorithms are plain state machines updated through `&mut self`, so one thread at a time
+//! applies samples: the *holder* of the feed, a bit (`LOCKED`) in a control word `ctl`. A
+//! release with a sample never waits for it:
+//!
+//! - If no thread holds the feed, the release takes it (a CAS), applies its own sample, then
+//!   every sample that others left meanwhile, and gives the feed back.
+//! - Otherwise it claims one of 31 slots (a CAS setting the slot's claim bit in `ctl`), writes
+//!   its sample there, and publishes it with one `fetch_or` that sets the slot's full bit and
+//!   `LOCKED`; if `LOCKED` was clear by then (the holder left after the claim), this release is
+//!   the holder now and applies it itself. Either way it returns without waiting.
+//! - The holder takes all published samples at once (a `fetch_and` clearing the full bits),
+//!   applies them, and repeats until none is left. It gives the feed back with a CAS that
+//!   succeeds only if no full bit is set, so it cannot leave while a sample waits.
+//!
+//! No sample is stranded and none is applied twice, with no fence: every step above is a
+//! read-modify-write of `ctl`, and read-modify-writes of one word are totally ordered. A
+//! sample's full bit is set before the release returns; after that, `LOCKED` is held until
+//! some holder's `fetch_and` takes that bit (exactly one does) and applies the sample. So
+//! **once every release has returned, every one of their samples has been applied**, with no
+//! flush, as long as no `set_limit`/`inspect` call is still running (they can be handed the
+//! feed and its waiting samples; see below) and no `update` panicked.
+//!
+//! Samples are applied in the order their holder takes them, not the order of the releases:
+//! a holder applies its own sample first, then slots by index. Their effects on the limit
+//! commute only approximately (as they did when releases raced for a mutex); a limit is
+//! written to the word once per round of samples taken together, after the round's last
+//! `update`.
+//!
+//! [`Limiter::set_limit`] and [`Limiter::inspect`] need the algorithm too. They queue on a
+//! mutex among themselves, set `WANTED` in `ctl`, and wait (yielding) until the holder passes
+//! them the feed at the end of its current round (it clears `WANTED` and keeps `LOCKED`, with
+//! any samples still waiting) or until the feed is free. Then they apply every waiting sample,
+//! run, apply the samples left while they ran, and give the feed back like any holder. So a
+//! `set_limit` or `inspect` sees every sample of every release that returned before it was
+//! called. While one runs, releases go on leaving samples and returning.
+//!
+//! Memory is bounded: if all 31 slots are taken (31 samples published or being written while
+//! the holder is busy, typically because it was preempted), the release does what `set_limit`
+//! does to apply its one sample, so it waits for the holder. This is the only case in which a
+//! release waits. The algorithm's mutex itself is locked only by the holder, so it is never
+//! contended; it gives `&mut` access without `unsafe`, and after a panic in `update` or an
+//! `inspect` closure the feed is given back and the algorithm used as it is (the samples that
+//! holder had taken and not applied are lost).
 //!
 //! # The fast path
 //!
 //! An algorithm that does not learn ([`LimitAlgorithm::learns`] is false, as for
 //! [`FixedLimit`](super::FixedLimit)) on a limiter without metrics needs neither an RTT nor the
-//! mutex: the limiter then reads no clock, and a decision is the CAS plus the `fetch_sub`.
+//! feed: the limiter then reads no clock, and a decision is the CAS plus the `fetch_sub`.
 //! [`Limiter::try_acquire`] returns a [`Permit`] that borrows the limiter (no reference count
 //! to raise and lower per permit); [`Limiter::try_acquire_owned`] returns an [`OwnedPermit`]
 //! that holds a clone of it, for permits that must outlive the borrow (a future, another
@@ -27,9 +73,9 @@
 //!
 //! # Layout
 //!
-//! The state word, the shadow counter and the algorithm mutex each sit on their own cache
-//! line; the fields that are only read after the build (clock, mode, metrics handles, flags)
-//! sit on another, which nothing writes.
+//! The state word, the shadow counter, the feed (`ctl` and the algorithm's mutex) and the
+//! sample slots each sit on their own cache line(s); the fields that are only read after the
+//! build (clock, mode, metrics handles, flags) sit on another, which nothing writes.
 //!
 //! # Orderings
 //! - Acquire's CAS on the state word succeeds with `Acquire`, and release's `fetch_sub` is
@@ -38,10 +84,23 @@
 //!   sequence). The limit check itself needs no ordering: limit and in-flight are read from one
 //!   value, and all read-modify-writes of the word are totally ordered.
 //! - The CAS failure load and the initial load are `Relaxed`: a guess that the CAS re-checks.
-//! - A limit change is a `Relaxed` `fetch_update` of the high half, made under the algorithm
-//!   mutex (so limit writes land in the order the algorithm computed them). It publishes no
-//!   other memory: the algorithm's state is behind the mutex.
+//! - A limit change is a `Relaxed` `fetch_update` of the high half, made by the holder of the
+//!   feed (so limit writes land in the order the algorithm computed them). It publishes no
+//!   other memory: the algorithm's state is behind the feed.
 //! - The shadow in-flight counter (shadow mode only) is `Relaxed`: a count, publishing nothing.
+//! - The feed's `ctl` is a lock (`LOCKED`) plus a message queue (claim and full bits), so its
+//!   orderings are a lock's and a queue's. Taking the feed (a CAS, or the publishing
+//!   `fetch_or` that finds it free) is `Acquire`; giving it back or passing it to a waiting
+//!   `set_limit`/`inspect` is a `Release` CAS, so each holder's updates and limit writes
+//!   happen before the next holder's (the algorithm's mutex orders them too). Publishing a
+//!   sample is an `AcqRel` `fetch_or` (Release: the slot's `Relaxed` stores before it;
+//!   Acquire: it may take the feed); the holder takes full bits with an `AcqRel` `fetch_and`
+//!   (Acquire: reads the slots' stores; Release: frees the slots it read last round). A
+//!   claim CAS is `Acquire` on success, so a slot's new writer writes after its last reader
+//!   read. CAS failures and first-guess loads are `Relaxed`; `exclusive`'s waiting loads are
+//!   `Acquire` (a handover it sees is the holder's Release CAS); setting `WANTED` is
+//!   `Relaxed` (a request; nothing is published with it). No fence is needed: the protocol's
+//!   decisions are all read-modify-writes of `ctl`, which are totally ordered.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -168,13 +227,13 @@ struct Metrics {
 }
 
 /// What the hot paths read and nothing writes after the build: kept on its own cache line(s),
-/// away from the state word and the mutex.
+/// away from the state word and the feed.
 struct Config {
     clock: SharedClock,
     mode: Mode,
     metrics: Option<Metrics>,
     /// [`LimitAlgorithm::learns`], asked once at build: releases feed samples to the
-    /// algorithm (under its mutex).
+    /// algorithm (module docs, "Feeding samples").
     learns: bool,
     /// Grants read the clock: the algorithm learns, metrics record RTTs, or the builder asked
     /// for timestamps ([`LimiterBuilder::timestamp_grants`]).
@@ -188,8 +247,10 @@ struct Inner {
     state: CachePadded<AtomicU64>,
     /// Written by shadow acquires and releases only.
     shadow: CachePadded<AtomicU64>,
-    /// Locked by releases that feed a sample and by `set_limit`.
-    algorithm: CachePadded<Mutex<Box<dyn LimitAlgorithm>>>,
+    /// The algorithm and the word that decides who applies samples to it (see [`Feed`]).
+    feed: CachePadded<Feed>,
+    /// Samples waiting for the holder of [`LOCKED`].
+    slots: CachePadded<[Slot; SLOTS]>,
     /// Read-only after the build.
     config: CachePadded<Config>,
 }
@@ -200,7 +261,10 @@ struct Inner {
 /// the limit (module docs). The returned [`Permit`] (borrowing the limiter; or an
 /// [`OwnedPermit`] from [`try_acquire_owned`](Limiter::try_acquire_owned)) is released with an
 /// [`Outcome`] (or as [`Outcome::Ignored`] when dropped); successes and drops feed the algorithm
-/// with their RTT, measured on the limiter's clock. An algorithm that does not learn
+/// with their RTT, measured on the limiter's clock. A release hands its sample over without
+/// waiting for other releases: the one that finds the algorithm busy leaves the sample to the
+/// thread applying samples and returns (module docs, "Feeding samples"); once every release has
+/// returned, every sample has been applied. An algorithm that does not learn
 /// ([`LimitAlgorithm::learns`], e.g. a [`FixedLimit`](super::FixedLimit)) gets no samples: on a
 /// limiter without a registry, a decision is then one compare-and-swap to acquire and one
 /// `fetch_sub` to release, with no clock read and no lock.
@@ -351,7 +415,12 @@ impl LimiterBuilder {
             inner: Arc::new(Inner {
                 state: CachePadded::new(AtomicU64::new(Word::new(limit, 0).0)),
                 shadow: CachePadded::new(AtomicU64::new(0)),
-                algorithm: CachePadded::new(Mutex::new(self.algorithm)),
+                feed: CachePadded::new(Feed {
+                    ctl: AtomicU64::new(0),
+                    algorithm: Mutex::new(self.algorithm),
+                    exclusive: Mutex::new(()),
+                }),
+                slots: CachePadded::new(std::array::from_fn(|_| Slot::new())),
                 config: CachePadded::new(Config {
                     clock: self
                         .clock
@@ -486,18 +555,31 @@ impl Limiter {
     /// clamps it into the algorithm's bounds) and returns the limit now in force (at least 1).
     /// Permits already held stay valid; if the new limit is below the in-flight count,
     /// acquires fail until enough are released.
+    ///
+    /// Samples of releases that returned before this call are applied before the new limit
+    /// (module docs, "Feeding samples"). This call may wait for another `set_limit` or
+    /// [`inspect`](Limiter::inspect), or for a release that is applying samples; releases
+    /// never wait for it.
     pub fn set_limit(&self, limit: u32) -> u32 {
-        let mut algorithm = lock(&self.inner.algorithm);
-        let applied = algorithm.set_limit(limit).max(1);
-        self.inner.store_limit(applied);
-        applied
+        let inner = &*self.inner;
+        inner.exclusive(|algorithm| {
+            let applied = algorithm.set_limit(limit).max(1);
+            inner.store_limit(applied);
+            applied
+        })
     }
 
-    /// Runs `f` on the limit algorithm (under the mutex that sample updates take), for
-    /// inspection.
+    /// Runs `f` on the limit algorithm, for inspection. `f` sees it between two updates, with
+    /// every sample of a release that returned before this call already applied (module docs,
+    /// "Feeding samples"). Like [`set_limit`](Limiter::set_limit), this may wait for another
+    /// such call or for a release that is applying samples; releases that finish while `f`
+    /// runs leave their samples for this call to apply when `f` returns.
+    ///
+    /// `f` may release permits of this limiter (their samples wait until `f` returns), but at
+    /// most 31 with a sample: the next one would wait for `f` to finish, from inside `f`. As
+    /// before, `f` must not call `inspect` or `set_limit` on the same limiter.
     pub fn inspect<R>(&self, f: impl FnOnce(&dyn LimitAlgorithm) -> R) -> R {
-        let algorithm = lock(&self.inner.algorithm);
-        f(&**algorithm)
+        self.inner.exclusive(|algorithm| f(algorithm))
     }
 }
 
@@ -628,7 +710,7 @@ impl Inner {
             }
         }
         if let (true, Some(rtt)) = (sampled, rtt) {
-            self.sample(&Sample::new(
+            self.feed(Sample::new(
                 rtt,
                 grant.in_flight,
                 outcome == Outcome::Dropped,
@@ -636,9 +718,10 @@ impl Inner {
         }
     }
 
-    /// Applies a limit computed under the algorithm mutex (which the caller holds).
+    /// Applies a limit computed by the algorithm. The caller holds [`LOCKED`] and the
+    /// algorithm's mutex, so limits are written one at a time, in the order computed.
     fn store_limit(&self, limit: u32) {
-        // Relaxed: a reading to skip a no-op write; only mutex holders change the limit.
+        // Relaxed: a reading to skip a no-op write; only the holder changes the limit.
         let cur = Word(self.state.load(Ordering::Relaxed));
         if cur.limit() != limit {
             // Relaxed: see the module docs; the closure keeps the in-flight half as it is at
@@ -653,11 +736,310 @@ impl Inner {
             m.limit.set(i64::from(limit));
         }
     }
+}
 
-    fn sample(&self, sample: &Sample) {
-        let mut algorithm = lock(&self.algorithm);
-        let limit = algorithm.update(sample).max(1);
-        self.store_limit(limit);
+// === Feeding samples ===
+
+/// How many samples can wait for the holder at once (one claim bit and one full bit each in
+/// [`Feed::ctl`]). Under loom, 2, so that small models reach the full-slots fallback.
+#[cfg(not(weir_loom))]
+const SLOTS: usize = 31;
+#[cfg(weir_loom)]
+const SLOTS: usize = 2;
+
+/// `ctl` bits 0..SLOTS: slot `i` is claimed (a release is writing a sample into it, or its
+/// sample waits for the holder).
+const CLAIM_MASK: u64 = (1 << SLOTS) - 1;
+/// `ctl` bit 31: a thread holds the feed (the "holder"): it alone applies samples, and it alone
+/// locks the algorithm's mutex.
+const LOCKED: u64 = 1 << 31;
+/// `ctl` bits 32..32+SLOTS: slot `i` holds a published sample.
+const FULL_SHIFT: u32 = 32;
+const FULL_MASK: u64 = CLAIM_MASK << FULL_SHIFT;
+/// `ctl` bit 63: a thread in [`Inner::exclusive`] waits for the feed. The holder passes the
+/// feed to it by clearing this bit while keeping [`LOCKED`] set.
+const WANTED: u64 = 1 << 63;
+
+const _: () = assert!(SLOTS <= 31);
+
+/// The algorithm and the word that says who may apply samples to it (module docs, "Feeding
+/// samples").
+struct Feed {
+    /// Claim bits, [`LOCKED`], full bits, [`WANTED`]. Changed only by read-modify-writes
+    /// (`Relaxed` loads serve as first guesses), so every decision acts on the latest value.
+    ctl: AtomicU64,
+    /// Locked only by the holder of [`LOCKED`], so never contended: it gives the holder
+    /// `&mut` access without `unsafe` (and recovers the algorithm after a panic).
+    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    /// Queues the callers of [`Inner::exclusive`] (`set_limit`, `inspect`, the full-slots
+    /// fallback): one at a time may set [`WANTED`]. Releases never touch it otherwise.
+    exclusive: Mutex<()>,
+}
+
+/// One waiting sample, packed losslessly in two words.
+struct Slot {
+    /// `rtt.as_secs()`.
+    secs: AtomicU64,
+    /// `rtt.subsec_nanos()` in bits 0..30, `dropped` in bit 30, `in_flight` in bits 32..64.
+    rest: AtomicU64,
+}
+
+const DROPPED_BIT: u64 = 1 << 30;
+const NANOS_MASK: u64 = DROPPED_BIT - 1;
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            secs: AtomicU64::new(0),
+            rest: AtomicU64::new(0),
+        }
+    }
+
+    /// Written by the release that claimed the slot, before it publishes the full bit.
+    fn write(&self, s: &Sample) {
+        let rest = u64::from(s.rtt.subsec_nanos())
+            | if s.dropped { DROPPED_BIT } else { 0 }
+            | (u64::from(s.in_flight) << 32);
+        // Relaxed (both): published by the AcqRel `fetch_or` of the full bit that follows.
+        self.secs.store(s.rtt.as_secs(), Ordering::Relaxed);
+        self.rest.store(rest, Ordering::Relaxed);
+    }
+
+    /// Read by the holder after it took the full bit.
+    fn read(&self) -> Sample {
+        // Relaxed (both): the holder's AcqRel `fetch_and` that took the full bit made the
+        // writer's stores visible.
+        let secs = self.secs.load(Ordering::Relaxed);
+        let rest = self.rest.load(Ordering::Relaxed);
+        // The nanoseconds came from `subsec_nanos` (< 10^9): no carry into the seconds.
+        let rtt = Duration::new(secs, (rest & NANOS_MASK) as u32);
+        Sample::new(rtt, (rest >> 32) as u32, rest & DROPPED_BIT != 0)
+    }
+}
+
+/// The bit of the lowest free slot in `ctl`, if any.
+fn free_slot(ctl: u64) -> Option<u64> {
+    let free = !ctl & CLAIM_MASK;
+    (free != 0).then(|| free & free.wrapping_neg())
+}
+
+/// Lets the holder run while [`Inner::exclusive`] waits for it (it hands the feed over at
+/// the end of its current drain round, without waiting for anything).
+fn pause() {
+    #[cfg(not(weir_loom))]
+    std::thread::yield_now();
+    #[cfg(weir_loom)]
+    loom::thread::yield_now();
+}
+
+impl Inner {
+    /// Gets `sample` applied without waiting for another thread: if no thread holds the feed,
+    /// takes it and applies the sample (and any others waiting); otherwise leaves the sample in
+    /// a slot for the holder and returns. Only if every slot is taken does it wait
+    /// ([`Inner::exclusive`]).
+    fn feed(&self, sample: Sample) {
+        let ctl = &self.feed.ctl;
+        // Relaxed: a first guess; each CAS below re-checks it.
+        let mut cur = ctl.load(Ordering::Relaxed);
+        let bit = loop {
+            if cur & LOCKED == 0 {
+                // Acquire on success: taking the feed, paired with the Release of the holder
+                // that gave it back. Relaxed on failure: the retry re-checks.
+                match ctl.compare_exchange_weak(
+                    cur,
+                    cur | LOCKED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Holder::new(self).run(Some(sample)),
+                    Err(actual) => cur = actual,
+                }
+                continue;
+            }
+            let Some(bit) = free_slot(cur) else {
+                // Every slot waits for the holder: the documented fallback waits for it.
+                return self.exclusive(|algorithm| {
+                    let limit = algorithm.update(&sample).max(1);
+                    self.store_limit(limit);
+                });
+            };
+            // Acquire on success: the holder that freed this slot read its last sample and
+            // then freed it with a Release RMW; our writes must come after those reads.
+            // Relaxed on failure: the retry re-checks.
+            match ctl.compare_exchange_weak(cur, cur | bit, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break bit,
+                Err(actual) => cur = actual,
+            }
+        };
+        self.slots[bit.trailing_zeros() as usize].write(&sample);
+        // AcqRel: Release publishes the slot to the holder that takes the full bit (with an
+        // Acquire RMW); Acquire because, if the holder left meanwhile, this takes the feed.
+        let prev = ctl.fetch_or((bit << FULL_SHIFT) | LOCKED, Ordering::AcqRel);
+        if prev & LOCKED == 0 {
+            Holder::new(self).run(None);
+        }
+    }
+
+    /// Takes the feed and runs `op` on the algorithm, after applying every sample waiting;
+    /// applies those left while `op` ran before returning. For `set_limit`, `inspect`, and a
+    /// release that found every slot taken. Waits: behind another caller of this function
+    /// (on a mutex), then for the holder, which passes the feed over at the end of its
+    /// current drain round (each round applies at most [`SLOTS`] samples).
+    fn exclusive<R>(&self, op: impl FnOnce(&mut dyn LimitAlgorithm) -> R) -> R {
+        let _queue = lock(&self.feed.exclusive);
+        let ctl = &self.feed.ctl;
+        // Relaxed: WANTED is a request, published by the RMW itself; the feed is taken below
+        // with Acquire.
+        let mut cur = ctl.fetch_or(WANTED, Ordering::Relaxed) | WANTED;
+        loop {
+            if cur & WANTED == 0 {
+                // The holder cleared WANTED, keeping LOCKED: the feed is ours (only holders
+                // clear it, and only to pass the feed to the one caller that set it).
+                break;
+            }
+            if cur & LOCKED == 0 {
+                // Acquire on success: taking the feed, paired with the Release of the holder
+                // that gave it back. Acquire on failure too: the value read may be a holder's
+                // handover (WANTED cleared), which the next iteration acts on.
+                match ctl.compare_exchange_weak(
+                    cur,
+                    (cur | LOCKED) & !WANTED,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => cur = actual,
+                }
+                continue;
+            }
+            pause();
+            // Acquire: if this sees WANTED cleared, it reads the holder's Release RMW that
+            // passed the feed over.
+            cur = ctl.load(Ordering::Acquire);
+        }
+        let mut holder = Holder::new(self);
+        let mut algorithm = lock(&self.feed.algorithm);
+        holder.drain(&mut **algorithm, None);
+        let out = op(&mut **algorithm);
+        holder.drain(&mut **algorithm, None);
+        drop(algorithm);
+        if !holder.unlock() {
+            holder.run(None);
+        }
+        out
+    }
+}
+
+/// A thread that holds the feed ([`LOCKED`]): the only one that applies samples. Dropped while
+/// still holding it (a panic in `update` or in an `inspect` closure), it gives the feed and
+/// its slots back, so the limiter keeps working; the samples it had taken and not yet applied
+/// are then lost.
+struct Holder<'a> {
+    inner: &'a Inner,
+    /// Claim bits of slots whose samples this holder has taken, freed by its next RMW of `ctl`.
+    to_free: u64,
+    /// Whether this thread holds the feed.
+    held: bool,
+}
+
+impl<'a> Holder<'a> {
+    /// For a thread that has just taken the feed.
+    fn new(inner: &'a Inner) -> Holder<'a> {
+        Holder {
+            inner,
+            to_free: 0,
+            held: true,
+        }
+    }
+
+    /// Applies `own` (a sample not in a slot) and every published sample, then gives the feed
+    /// back once no sample is waiting (or passes it to a waiting [`Inner::exclusive`]).
+    fn run(mut self, mut own: Option<Sample>) {
+        loop {
+            // Never waits: only the holder locks it.
+            let mut algorithm = lock(&self.inner.feed.algorithm);
+            self.drain(&mut **algorithm, own.take());
+            drop(algorithm);
+            if self.unlock() {
+                return;
+            }
+        }
+    }
+
+    /// Applies `own`, then takes and applies published samples, round after round, until none
+    /// is left or [`WANTED`] is set; stores the limit after each round (the last `update`'s).
+    /// The caller holds the feed and the algorithm's mutex.
+    fn drain(&mut self, algorithm: &mut dyn LimitAlgorithm, own: Option<Sample>) {
+        let inner = self.inner;
+        let ctl = &inner.feed.ctl;
+        let mut limit = own.map(|s| algorithm.update(&s));
+        loop {
+            if let Some(limit) = limit.take() {
+                inner.store_limit(limit.max(1));
+            }
+            // Relaxed: a check; samples are taken by the RMW below, and WANTED is acted on
+            // by `unlock`'s CAS.
+            let cur = ctl.load(Ordering::Relaxed);
+            if cur & FULL_MASK == 0 || cur & WANTED != 0 {
+                return;
+            }
+            // AcqRel: Acquire pairs with each publisher's AcqRel `fetch_or`, making its slot
+            // visible; Release frees the slots read in the last round to their next writers
+            // (whose claim CAS is Acquire).
+            let prev = ctl.fetch_and(!(FULL_MASK | self.to_free), Ordering::AcqRel);
+            let mut full = (prev & FULL_MASK) >> FULL_SHIFT;
+            // Freed with the next RMW, even if an `update` below panics.
+            self.to_free = full;
+            while full != 0 {
+                let i = full.trailing_zeros() as usize;
+                full &= full - 1;
+                limit = Some(algorithm.update(&inner.slots[i].read()));
+            }
+        }
+    }
+
+    /// Gives the feed back (and frees the slots taken) if no sample is published; or, if
+    /// [`WANTED`] is set, passes it to the waiting [`Inner::exclusive`] whatever is published.
+    /// `false`, still holding the feed, if samples wait and nobody wants the feed. The caller
+    /// has dropped the algorithm's mutex.
+    fn unlock(&mut self) -> bool {
+        let ctl = &self.inner.feed.ctl;
+        // Relaxed: a first guess; the CAS re-checks.
+        let mut cur = ctl.load(Ordering::Relaxed);
+        loop {
+            let next = if cur & WANTED != 0 {
+                // Keep LOCKED: the feed (and the samples waiting) go to the waiter.
+                cur & !(WANTED | self.to_free)
+            } else if cur & FULL_MASK == 0 {
+                cur & !(LOCKED | self.to_free)
+            } else {
+                return false;
+            };
+            // Release on success: gives the feed (our updates and limit writes happen before
+            // the next holder's) and the slots (our reads of them happen before their next
+            // writers' writes). Relaxed on failure: the loop re-checks.
+            match ctl.compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => {
+                    self.held = false;
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+impl Drop for Holder<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            // Only on a panic: every normal path gives the feed back or passes it. Release:
+            // as in `unlock`. Published samples stay for the next release (or the waiting
+            // `exclusive`, which then finds LOCKED clear and takes the feed).
+            self.inner
+                .feed
+                .ctl
+                .fetch_and(!(LOCKED | self.to_free), Ordering::Release);
+        }
     }
 }
 
@@ -1300,5 +1682,270 @@ mod tests {
         for o in [Outcome::Success, Outcome::Dropped, Outcome::Ignored] {
             assert!(!o.as_str().is_empty());
         }
+    }
+
+    /// What a [`Counting`] algorithm saw, shared with the test.
+    #[derive(Debug, Default)]
+    struct Seen {
+        /// `update` calls.
+        updates: std::sync::atomic::AtomicU64,
+        /// Per sample id (the RTT in nanoseconds), how often it was applied.
+        applied: Vec<std::sync::atomic::AtomicU32>,
+        /// Set while an `update` runs: two at once would be a bug.
+        inside: std::sync::atomic::AtomicBool,
+    }
+
+    impl Seen {
+        fn new(ids: usize) -> Arc<Seen> {
+            Arc::new(Seen {
+                applied: (0..ids).map(|_| Default::default()).collect(),
+                ..Seen::default()
+            })
+        }
+        fn updates(&self) -> u64 {
+            self.updates.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        /// Every id applied exactly once.
+        fn check_each_once(&self) {
+            for (id, n) in self.applied.iter().enumerate() {
+                let n = n.load(std::sync::atomic::Ordering::SeqCst);
+                assert_eq!(n, 1, "sample {id} applied {n} times");
+            }
+        }
+    }
+
+    /// Counts `update` calls per sample: a sample's RTT in nanoseconds is its id, and it is
+    /// dropped iff `id % 3 == 0` (checked). Its limit is `base + updates % 5`. `block_first`,
+    /// if set, makes the first `update` signal the first channel and wait on the second;
+    /// `panic_on: Some(n)` makes the `n`th update panic (after counting it).
+    #[derive(Debug)]
+    struct Counting {
+        seen: Arc<Seen>,
+        base: u32,
+        block_first: Option<(
+            std::sync::mpsc::SyncSender<()>,
+            std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+        )>,
+        panic_on: Option<u64>,
+    }
+
+    impl Counting {
+        fn new(seen: &Arc<Seen>, base: u32) -> Counting {
+            Counting {
+                seen: seen.clone(),
+                base,
+                block_first: None,
+                panic_on: None,
+            }
+        }
+    }
+
+    impl LimitAlgorithm for Counting {
+        fn limit(&self) -> u32 {
+            self.base + (self.seen.updates() % 5) as u32
+        }
+        fn update(&mut self, s: &Sample) -> u32 {
+            use std::sync::atomic::Ordering::SeqCst;
+            assert!(!self.seen.inside.swap(true, SeqCst), "two updates at once");
+            let id = s.rtt.as_nanos() as usize;
+            assert_eq!(s.dropped, id.is_multiple_of(3), "{s:?}");
+            self.seen.applied[id].fetch_add(1, SeqCst);
+            let n = self.seen.updates.fetch_add(1, SeqCst) + 1;
+            if n == 1
+                && let Some((entered, go)) = self.block_first.take()
+            {
+                entered.send(()).unwrap();
+                go.lock().unwrap().recv().unwrap();
+            }
+            self.seen.inside.store(false, SeqCst);
+            if self.panic_on == Some(n) {
+                panic!("update {n} panics");
+            }
+            self.limit()
+        }
+        fn set_limit(&mut self, limit: u32) -> u32 {
+            self.base = limit.clamp(1, 1 << 20);
+            self.limit()
+        }
+        fn bounds(&self) -> std::ops::RangeInclusive<u32> {
+            1..=(1 << 20) + 4
+        }
+    }
+
+    /// The outcome of sample `id`: dropped iff `id % 3 == 0`.
+    fn outcome_for(id: usize) -> Outcome {
+        if id.is_multiple_of(3) {
+            Outcome::Dropped
+        } else {
+            Outcome::Success
+        }
+    }
+
+    /// Releases a permit with the sample `id` (RTT `id` ns, outcome [`outcome_for`]).
+    fn release_id(p: Permit<'_>, id: usize) {
+        p.release_with_rtt(outcome_for(id), Duration::from_nanos(id as u64));
+    }
+
+    /// The sample slots hold every field of a sample exactly, extremes included.
+    #[test]
+    fn slots_pack_samples_losslessly() {
+        let slot = Slot::new();
+        for s in [
+            Sample::new(Duration::ZERO, 0, false),
+            Sample::new(Duration::MAX, u32::MAX, true),
+            Sample::new(Duration::new(3, 999_999_999), 1, true),
+            Sample::new(Duration::from_nanos(7), 1 << 31, false),
+        ] {
+            slot.write(&s);
+            assert_eq!(slot.read(), s);
+        }
+    }
+
+    /// 8 threads × 20,000 learning releases (plus a thread calling `set_limit` and `inspect`):
+    /// once the threads have joined, with no flush, every sample has been applied exactly once
+    /// (so N × M updates), never two updates at once, and the limit in the word is the
+    /// algorithm's.
+    #[test]
+    fn learning_releases_apply_every_sample_once_without_waiting() {
+        const THREADS: usize = 8;
+        const ROUNDS: usize = 20_000;
+        let seen = Seen::new(THREADS * ROUNDS);
+        let l = Limiter::new(Counting::new(&seen, 1000));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let l = &l;
+                    s.spawn(move || {
+                        for i in 0..ROUNDS {
+                            let id = t * ROUNDS + i;
+                            if i % 2 == 0 {
+                                release_id(l.try_acquire().unwrap(), id);
+                            } else {
+                                let p = l.try_acquire_owned().unwrap();
+                                p.release_with_rtt(
+                                    outcome_for(id),
+                                    Duration::from_nanos(id as u64),
+                                );
+                            }
+                            if i % 64 == 0 {
+                                // No sample: must not count.
+                                l.try_acquire().unwrap().ignore();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let (l, stop) = (&l, &stop);
+            let admin = s.spawn(move || {
+                let mut calls = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let applied = l.set_limit(1000 + calls % 3);
+                    assert!((1000..1007).contains(&applied), "{applied}");
+                    let limit = l.inspect(|a| a.limit());
+                    assert!((1000..1007).contains(&limit), "{limit}");
+                    calls += 1;
+                }
+                calls
+            });
+            for w in workers {
+                w.join().unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(admin.join().unwrap() > 0);
+        });
+        assert_eq!(seen.updates(), (THREADS * ROUNDS) as u64);
+        seen.check_each_once();
+        assert_eq!(l.limit(), l.inspect(|a| a.limit()));
+        assert_eq!(l.in_flight(), 0);
+        assert_eq!(l.inner.feed.ctl.load(Ordering::SeqCst), 0, "ctl left dirty");
+    }
+
+    /// A holder stuck in `update`: releases meanwhile fill every slot and return at once; the
+    /// next one, finding no slot, waits (the documented fallback); an `inspect` called after
+    /// the slot-filling releases returned sees all their samples. Then all are applied once.
+    #[test]
+    fn full_slots_fall_back_to_waiting_and_lose_nothing() {
+        let seen = Seen::new(SLOTS + 2);
+        let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
+        let (go_tx, go_rx) = std::sync::mpsc::sync_channel(1);
+        let mut algo = Counting::new(&seen, 100);
+        algo.block_first = Some((entered_tx, std::sync::Mutex::new(go_rx)));
+        let l = Limiter::new(algo);
+        let mut permits: Vec<_> = (0..SLOTS + 2)
+            .map(|_| l.try_acquire_owned().unwrap())
+            .collect();
+        std::thread::scope(|s| {
+            let first = permits.remove(0);
+            let holder =
+                s.spawn(move || first.release_with_rtt(Outcome::Success, Duration::from_nanos(1)));
+            entered_rx.recv().unwrap();
+            // The holder is inside `update`: these return without applying anything.
+            for id in 2..SLOTS + 2 {
+                let p = permits.remove(0);
+                p.release_with_rtt(outcome_for(id), Duration::from_nanos(id as u64));
+            }
+            assert_eq!(seen.updates(), 1);
+            assert_eq!(
+                l.inner.feed.ctl.load(Ordering::SeqCst) & CLAIM_MASK,
+                CLAIM_MASK
+            );
+            let last = permits.remove(0);
+            let waiting = s.spawn(move || last.release_with_rtt(Outcome::Dropped, Duration::ZERO));
+            let inspecting = s.spawn(|| l.inspect(|_| seen.updates()));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiting.is_finished(), "the fallback did not wait");
+            assert_eq!(seen.updates(), 1);
+            go_tx.send(()).unwrap();
+            holder.join().unwrap();
+            waiting.join().unwrap();
+            assert!(inspecting.join().unwrap() > SLOTS as u64);
+        });
+        assert_eq!(seen.updates(), SLOTS as u64 + 2);
+        seen.check_each_once();
+        assert_eq!(l.inner.feed.ctl.load(Ordering::SeqCst), 0);
+        assert_eq!(l.limit(), l.inspect(|a| a.limit()));
+    }
+
+    /// Releases made while `inspect` runs (here from inside its closure) leave their samples,
+    /// and `inspect` applies them before it returns; `set_limit` applies earlier samples first.
+    #[test]
+    fn inspect_applies_samples_released_while_it_runs() {
+        let seen = Seen::new(4);
+        let l = Limiter::new(Counting::new(&seen, 10));
+        let a = l.try_acquire().unwrap();
+        let b = l.try_acquire().unwrap();
+        let during = l.inspect(|_| {
+            release_id(a, 1);
+            release_id(b, 3);
+            seen.updates()
+        });
+        assert_eq!(during, 0);
+        assert_eq!(seen.updates(), 2);
+        assert_eq!(l.set_limit(20), 20 + 2);
+        assert_eq!(l.limit(), 22);
+        release_id(l.try_acquire().unwrap(), 2);
+        assert_eq!(l.limit(), 23);
+        assert_eq!(seen.updates(), 3);
+    }
+
+    /// A panic in `update` or in an `inspect` closure reaches its caller and leaves the
+    /// limiter working: later samples are applied, `inspect` and `set_limit` run.
+    #[test]
+    fn a_panicking_update_or_inspect_does_not_wedge_the_feed() {
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+        let seen = Seen::new(4);
+        let mut algo = Counting::new(&seen, 10);
+        algo.panic_on = Some(1);
+        let l = Limiter::new(algo);
+        let p = l.try_acquire().unwrap();
+        assert!(catch_unwind(AssertUnwindSafe(|| release_id(p, 1))).is_err());
+        assert_eq!(l.inner.feed.ctl.load(Ordering::SeqCst), 0);
+        assert!(catch_unwind(AssertUnwindSafe(|| l.inspect(|_| panic!("inspect")))).is_err());
+        assert_eq!(l.inner.feed.ctl.load(Ordering::SeqCst), 0);
+        release_id(l.try_acquire().unwrap(), 2);
+        assert_eq!(seen.updates(), 2);
+        assert_eq!(l.set_limit(30), 32);
+        assert_eq!(l.in_flight(), 0);
     }
 }
