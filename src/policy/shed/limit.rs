@@ -4,7 +4,9 @@
 //! The three adaptive algorithms follow the semantics of Netflix's concurrency-limits library
 //! (AIMD, Vegas, Gradient2), learned from its public documentation and source; defaults are
 //! its defaults. Each is a plain state machine updated through `&mut self`: the limiter
-//! serializes updates (a mutex taken only when a sample is recorded, never on acquire). The
+//! serializes updates without making releases wait for each other (one releasing thread at a
+//! time applies its own sample and those other releases left for it; see
+//! [`Limiter`](super::Limiter)), and an acquire never touches the algorithm. The
 //! formulas are in `docs/policy-shed.md` and on each type.
 //!
 //! This module has no atomics.
@@ -72,8 +74,8 @@ pub trait LimitAlgorithm: Send + fmt::Debug + 'static {
     /// Whether this algorithm learns from samples (default: `true`). The limiter asks once,
     /// when it is built. If `false`, it never calls [`update`](LimitAlgorithm::update) (the
     /// limit changes only through [`set_limit`](LimitAlgorithm::set_limit)), so a release
-    /// neither measures an RTT nor takes the algorithm's mutex: without metrics, a decision is
-    /// then two atomic operations. [`FixedLimit`] returns `false`.
+    /// neither measures an RTT nor hands a sample over: without metrics, a decision is then two
+    /// atomic operations. [`FixedLimit`] returns `false`.
     fn learns(&self) -> bool {
         true
     }
