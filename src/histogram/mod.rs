@@ -11,8 +11,18 @@
 //!   saturated count and the sum are stored with `Release` after the bucket. A snapshot loads
 //!   each shard's sum and saturated count with `Acquire` *before* reading its buckets, so every
 //!   record whose sum (or saturation) it includes is also in the buckets it reads: a snapshot's
-//!   sum never counts a value its buckets miss (it may miss the sum of a record in flight, never
-//!   the other way round).
+//!   sum never counts a value its buckets miss.
+//! - The other way round is settled by a sequence lock that only readers wait on. The owner
+//!   makes `seq` odd (a `Relaxed` store followed by a `Release` fence) before a record's stores
+//!   and even again (a `Release` store) after them. A snapshot reads `seq` (`Acquire`), the
+//!   shard, then `seq` again after an `Acquire` fence; if any of its reads saw a store of a
+//!   record that began after the first read, the fences make the second read see that record's
+//!   odd value, so the two differ and the shard is read again. A shard read between two
+//!   records has sum, saturated count and buckets from the same moment: no bucket holds a value
+//!   the sum misses either, so the sums and counts of snapshots and of their deltas agree
+//!   exactly. Writers never wait. A reader gives up after 64 reads of a shard whose owner
+//!   keeps recording (or is preempted mid-record) and keeps the last read, which still has the
+//!   one-way guarantee above; so does the shared fallback shard, whose writers do not take part.
 //! - Page, shard and chunk pointers are published with `Release` and read by snapshots with
 //!   `Acquire`, so a published page is seen zeroed, never uninitialized. Owners read their own
 //!   pointers `Relaxed` (they wrote them or acquired them through the slot claim). Chunks are
@@ -36,6 +46,29 @@ pub use snapshot::{Bucket, Buckets, HistogramSnapshot};
 use crate::error::HistogramError;
 use crate::slot::{self, MAX_SLOTS};
 use crate::sync::{self, AtomicPtr, AtomicU64, Ordering};
+#[cfg(not(weir_loom))]
+use std::sync::atomic::fence;
+
+#[cfg(weir_loom)]
+use loom::sync::atomic::fence;
+
+/// How many times a snapshot reads a shard whose owner keeps recording before it takes the
+/// last read as it is (module docs, "Orderings"). The first few retries spin, the rest yield,
+/// so an owner preempted in the middle of a record gets to finish it.
+const SHARD_READ_TRIES: usize = 64;
+const SHARD_READ_SPINS: usize = 8;
+
+/// Waits a little before a snapshot reads a busy shard again.
+fn shard_read_backoff(tries: usize) {
+    if tries <= SHARD_READ_SPINS {
+        std::hint::spin_loop();
+    } else {
+        #[cfg(not(weir_loom))]
+        std::thread::yield_now();
+        #[cfg(weir_loom)]
+        loom::thread::yield_now();
+    }
+}
 
 #[cfg(not(weir_loom))]
 const PAGE_SHIFT: u32 = 9;
@@ -74,6 +107,9 @@ impl Page {
 /// never shares a cache line with another thread's data.
 #[repr(align(128))]
 struct Shard {
+    /// Odd while the owner is recording, even between records (a sequence lock that only
+    /// readers ever wait on: module docs, "Orderings").
+    seq: AtomicU64,
     sum: AtomicU64,
     saturated: AtomicU64,
     pages: Box<[AtomicPtr<Page>]>,
@@ -82,6 +118,7 @@ struct Shard {
 impl Shard {
     fn new_boxed(layout: &Layout) -> *mut Shard {
         Box::into_raw(Box::new(Shard {
+            seq: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             saturated: AtomicU64::new(0),
             pages: sync::null_ptrs(layout.len().div_ceil(PAGE_LEN)),
@@ -91,6 +128,13 @@ impl Shard {
     /// Owner-only update (see the module docs for the orderings).
     #[inline(always)]
     fn add_owned(&self, index: usize, value: u64, n: u64, saturated: bool) {
+        // Relaxed: the owner is the only writer of `seq`.
+        let seq = self.seq.load(Ordering::Relaxed);
+        // Relaxed store, then a Release fence: a snapshot whose reads of this record's stores
+        // below see any of them also sees this odd value in its closing load (its Acquire
+        // fence synchronizes with this fence), and reads the shard again.
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
         let dir = &self.pages[index >> PAGE_SHIFT];
         let mut page = dir.load(Ordering::Relaxed);
         if page.is_null() {
@@ -107,15 +151,19 @@ impl Shard {
         if saturated {
             // Relaxed load: the owner is the only writer of this cell.
             let s = self.saturated.load(Ordering::Relaxed);
-            // Release: a snapshot that sees this count (Acquire) also sees the bucket update.
+            // Release: a snapshot that sees this count (Acquire) also sees the bucket update,
+            // even when it gives up re-reading a busy shard.
             self.saturated.store(s.wrapping_add(n), Ordering::Release);
         }
         let sum = self.sum.load(Ordering::Relaxed);
-        // Release: a snapshot that sees this sum (Acquire) also sees the bucket update above.
+        // Release: a snapshot that sees this sum (Acquire) also sees the bucket update above,
+        // even when it gives up re-reading a busy shard.
         self.sum.store(
             sum.saturating_add(value.saturating_mul(n)),
             Ordering::Release,
         );
+        // Release: a snapshot that reads this even value first (Acquire) sees the whole record.
+        self.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 
     /// Shared update, for the fallback shard.
@@ -157,29 +205,53 @@ impl Shard {
             });
     }
 
-    /// Adds this shard into a snapshot accumulator.
-    fn read_into(&self, acc: &mut snapshot::Accumulator) {
-        // Acquire, before the buckets: see the module docs.
-        acc.sum = acc.sum.saturating_add(self.sum.load(Ordering::Acquire));
-        // Acquire, before the buckets: a saturated record counted here is in the buckets read
-        // below (pairs with the owner's Release store).
-        acc.saturated = acc
-            .saturated
-            .wrapping_add(self.saturated.load(Ordering::Acquire));
-        let mut begun = false;
-        for (p, dir) in self.pages.iter().enumerate() {
-            // Acquire: pairs with the page's Release publication.
-            let page = dir.load(Ordering::Acquire);
-            if page.is_null() {
+    /// Adds this shard into a snapshot accumulator: its sum, saturated count and non-zero
+    /// buckets from one moment between two of its owner's records, re-read (up to
+    /// [`SHARD_READ_TRIES`] times) while the owner records; `scratch` is reused across shards.
+    fn read_into(&self, acc: &mut snapshot::Accumulator, scratch: &mut Vec<(u32, u64)>) {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let last = tries >= SHARD_READ_TRIES;
+            // Acquire: pairs with the owner's closing Release store; an even value read here
+            // means every record it closes is visible below.
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 1 && !last {
+                shard_read_backoff(tries);
                 continue;
             }
-            if !begun {
-                acc.begin_shard();
-                begun = true;
+            scratch.clear();
+            // Acquire, before the buckets: see the module docs (what a give-up read keeps).
+            let sum = self.sum.load(Ordering::Acquire);
+            // Acquire, before the buckets: a saturated record counted here is in the buckets
+            // read below (pairs with the owner's Release store).
+            let saturated = self.saturated.load(Ordering::Acquire);
+            for (p, dir) in self.pages.iter().enumerate() {
+                // Acquire: pairs with the page's Release publication.
+                let page = dir.load(Ordering::Acquire);
+                if page.is_null() {
+                    continue;
+                }
+                // SAFETY: pages live until the histogram is dropped; the caller holds it.
+                let page = unsafe { &*page };
+                let base = p * PAGE_LEN;
+                for (i, c) in page.counts.iter().enumerate() {
+                    let c = c.load(Ordering::Relaxed);
+                    if c != 0 {
+                        // Flat indexes fit u32: a layout has far fewer than 2^32 buckets.
+                        scratch.push(((base + i) as u32, c));
+                    }
+                }
             }
-            // SAFETY: pages live until the histogram is dropped; the caller holds it.
-            let page = unsafe { &*page };
-            acc.add_page(p, page.counts.iter().map(|c| c.load(Ordering::Relaxed)));
+            // Acquire fence, then a Relaxed load: if any read above saw a store of a record
+            // that began after `before`, this load sees that record's odd value or later.
+            fence(Ordering::Acquire);
+            let after = self.seq.load(Ordering::Relaxed);
+            if after == before || last {
+                acc.add_shard(sum, saturated, scratch);
+                return;
+            }
+            shard_read_backoff(tries);
         }
     }
 
@@ -500,14 +572,18 @@ impl Histogram {
     /// An immutable, consistent copy of everything recorded so far. Never blocks writers.
     ///
     /// Its count equals the sum of its buckets, its min and max come from its buckets, and its
-    /// sum never includes a value its buckets miss. Records concurrent with the snapshot may or
-    /// may not be included; every record that happened-before it is.
+    /// sum is the sum of exactly the values its buckets hold: each thread's records are read
+    /// from one moment between two of that thread's records (module docs, "Orderings"), so
+    /// the sum and count of a [`delta_since`](HistogramSnapshot::delta_since) agree too.
+    /// Records concurrent with the snapshot may or may not be included; every record that
+    /// happened-before it is.
     pub fn snapshot(&self) -> HistogramSnapshot {
         let inner = &*self.inner;
         // Relaxed: only uniqueness and per-histogram monotonicity are needed.
         let seq = inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let mut acc = snapshot::Accumulator::new(PAGE_LEN);
-        inner.for_each_shard(|s| s.read_into(&mut acc));
+        let mut scratch = Vec::new();
+        inner.for_each_shard(|s| s.read_into(&mut acc, &mut scratch));
         acc.finish(inner.layout, inner.id, seq)
     }
 

@@ -9,21 +9,21 @@ use crate::error::{DeltaError, MergeError, QuantileError};
 
 /// Sums the shards of a histogram while a snapshot is taken.
 ///
-/// While only one shard has pages (the common case: one thread records into the histogram),
-/// its non-zero buckets are appended as (flat index, count) straight from its pages, in index
-/// order: nothing is zeroed or scanned twice. When a second shard with pages arrives, the
-/// buckets move into zeroed pages that every later shard is added into, and
-/// [`finish`](Accumulator::finish) collects their non-zero buckets.
+/// While only one shard has buckets (the common case: one thread records into the histogram),
+/// its non-zero buckets are kept as read, in index order: nothing is zeroed or scanned twice.
+/// When a second shard with buckets arrives, the buckets move into zeroed pages that every
+/// later shard is added into, and [`finish`](Accumulator::finish) collects their non-zero
+/// buckets.
 pub(super) struct Accumulator {
     page_len: usize,
-    /// Shards seen with at least one page.
+    /// Shards added with at least one bucket.
     shards: usize,
     /// One shard so far: its non-zero buckets, by increasing index.
     sparse: Vec<(u32, u64)>,
     /// Several shards: their sums, page by page.
     dense: BTreeMap<usize, Box<[u64]>>,
-    pub(super) sum: u64,
-    pub(super) saturated: u64,
+    sum: u64,
+    saturated: u64,
 }
 
 impl Accumulator {
@@ -38,45 +38,36 @@ impl Accumulator {
         }
     }
 
-    /// Starts adding a shard that has at least one page.
-    pub(super) fn begin_shard(&mut self) {
+    /// Adds one shard: its sum, saturated count and non-zero buckets (flat index, count) in
+    /// increasing index order.
+    pub(super) fn add_shard(&mut self, sum: u64, saturated: u64, buckets: &[(u32, u64)]) {
+        self.sum = self.sum.saturating_add(sum);
+        self.saturated = self.saturated.wrapping_add(saturated);
+        if buckets.is_empty() {
+            return;
+        }
         self.shards += 1;
+        if self.shards == 1 {
+            self.sparse.extend_from_slice(buckets);
+            return;
+        }
         if self.shards == 2 {
-            for (index, c) in std::mem::take(&mut self.sparse) {
-                let index = index as usize;
-                let page = Self::dense_page(&mut self.dense, self.page_len, index / self.page_len);
-                page[index % self.page_len] = c;
-            }
+            let first = std::mem::take(&mut self.sparse);
+            self.add_dense(&first);
         }
+        self.add_dense(buckets);
     }
 
-    /// Adds page `p` of the current shard, given its counts in order.
-    #[inline]
-    pub(super) fn add_page(&mut self, p: usize, counts: impl Iterator<Item = u64>) {
-        let base = p * self.page_len;
-        if self.shards <= 1 {
-            for (i, c) in counts.enumerate() {
-                if c != 0 {
-                    // Flat indexes fit u32: a layout has far fewer than 2^32 buckets.
-                    self.sparse.push(((base + i) as u32, c));
-                }
-            }
-        } else {
-            let page = Self::dense_page(&mut self.dense, self.page_len, p);
-            for (o, c) in page.iter_mut().zip(counts) {
-                *o = o.wrapping_add(c);
-            }
+    fn add_dense(&mut self, buckets: &[(u32, u64)]) {
+        let len = self.page_len;
+        for &(index, c) in buckets {
+            let index = index as usize;
+            let page = self
+                .dense
+                .entry(index / len)
+                .or_insert_with(|| vec![0; len].into_boxed_slice());
+            page[index % len] = page[index % len].wrapping_add(c);
         }
-    }
-
-    fn dense_page(
-        dense: &mut BTreeMap<usize, Box<[u64]>>,
-        page_len: usize,
-        p: usize,
-    ) -> &mut [u64] {
-        dense
-            .entry(p)
-            .or_insert_with(|| vec![0; page_len].into_boxed_slice())
     }
 
     pub(super) fn finish(self, layout: Layout, source: u64, seq: u64) -> HistogramSnapshot {
