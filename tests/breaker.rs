@@ -40,6 +40,23 @@ fn recorder() -> (
     (log, move |t: &Transition| l.lock().unwrap().push(*t))
 }
 
+/// Asserts that `recorded` is the transition the failure-rate rule makes at `rate` against
+/// `threshold` over `calls` calls.
+#[track_caller]
+fn assert_rate_trip(recorded: Recorded, rate: f64, threshold: f64, calls: u64) {
+    match recorded {
+        Recorded::Transitioned(t) => assert_eq!(
+            t.reason,
+            TransitionReason::FailureRate {
+                rate,
+                threshold,
+                calls
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn consecutive_failures_trip_and_success_resets_the_count() {
     let clock = ManualClock::new();
@@ -137,18 +154,8 @@ fn failure_rate_over_a_count_window_with_minimum_calls() {
     assert_eq!(permit(&b).success(), Recorded::Counted); // 1 of 4
     assert_eq!(permit(&b).failure(), Recorded::Counted); // S S S F: 1 of 4, the first F left
     assert_eq!(b.status().window.unwrap().failures, 1);
-    match permit(&b).failure() {
-        // S S F F
-        Recorded::Transitioned(t) => assert_eq!(
-            t.reason,
-            TransitionReason::FailureRate {
-                rate: 0.5,
-                threshold: 0.5,
-                calls: 4
-            }
-        ),
-        other => panic!("{other:?}"),
-    }
+    // S S F F
+    assert_rate_trip(permit(&b).failure(), 0.5, 0.5, 4);
 }
 
 #[test]
@@ -971,17 +978,7 @@ fn a_success_trips_when_old_buckets_leave_the_window() {
     assert_eq!(permit(&b).success(), Recorded::Counted); // 2 of 13
     // The first bucket leaves the window: F F S, then this success makes 2 of 4.
     clock.advance(secs(1));
-    match permit(&b).success() {
-        Recorded::Transitioned(t) => assert_eq!(
-            t.reason,
-            TransitionReason::FailureRate {
-                rate: 0.5,
-                threshold: 0.5,
-                calls: 4
-            }
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_rate_trip(permit(&b).success(), 0.5, 0.5, 4);
 }
 
 /// Once a bucket holds the minimum number of calls, further successes there cannot trip and
