@@ -743,7 +743,7 @@ impl Inner {
 // === Feeding samples ===
 
 /// How many samples can wait for the holder at once (one claim bit and one full bit each in
-/// [`Feed::ctl`]). Under loom, 2, so that small models reach the full-slots fallback.
+/// [`Feed`]'s word `ctl`). Under loom, 2, so that small models reach the full-slots fallback.
 #[cfg(not(weir_loom))]
 const SLOTS: usize = 31;
 #[cfg(weir_loom)]
