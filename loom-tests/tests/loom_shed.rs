@@ -8,6 +8,10 @@
 //! each other, with `set_limit` and `inspect`, and with every sample slot taken (loom builds
 //! the limiter with 2 slots), apply every sample exactly once by the time all threads have
 //! joined, never two updates at once, and leave the word's limit equal to the algorithm's.
+//! The algorithm sits in a loom `UnsafeCell` (`weir`'s `sync::BitLock`), so these models also
+//! check that each holder's access to it happens-before the next holder's: weakening the
+//! give-back CAS to `Relaxed`, the taking CAS or `exclusive`'s waiting load to `Relaxed` makes
+//! them fail with "Concurrent write accesses to `UnsafeCell`" (tried by hand).
 #![cfg(weir_loom)]
 
 mod common;

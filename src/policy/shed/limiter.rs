@@ -46,7 +46,7 @@
 //! `update`.
 //!
 //! [`Limiter::set_limit`] and [`Limiter::inspect`] need the algorithm too. They queue on a
-//! mutex among themselves, set `WANTED` in `ctl`, and wait (yielding) until the holder passes
+//! mutex among themselves (the feed's queue, never touched by releases), set `WANTED` in `ctl`, and wait (yielding) until the holder passes
 //! them the feed at the end of its current round (it clears `WANTED` and keeps `LOCKED`, with
 //! any samples still waiting) or until the feed is free. Then they apply every waiting sample,
 //! run, apply the samples left while they ran, and give the feed back like any holder. So a
@@ -56,10 +56,14 @@
 //! Memory is bounded: if all 31 slots are taken (31 samples published or being written while
 //! the holder is busy, typically because it was preempted), the release does what `set_limit`
 //! does to apply its one sample, so it waits for the holder. This is the only case in which a
-//! release waits. The algorithm's mutex itself is locked only by the holder, so it is never
-//! contended; it gives `&mut` access without `unsafe`, and after a panic in `update` or an
-//! `inspect` closure the feed is given back and the algorithm used as it is (the samples that
-//! holder had taken and not applied are lost).
+//! release waits.
+//!
+//! The algorithm sits with `ctl` in a `BitLock` (`crate::sync`), whose only way to the
+//! algorithm is the owner token returned by taking `LOCKED`: no lock besides `ctl`, and no
+//! `unsafe` in this module. So an uncontended release with a sample makes two RMWs of `ctl`
+//! (take the feed, give it back). After a panic in `update` or an `inspect` closure the feed
+//! is given back and the algorithm used as it is (the samples that holder had taken and not
+//! applied are lost).
 //!
 //! # The fast path
 //!
@@ -73,7 +77,7 @@
 //!
 //! # Layout
 //!
-//! The state word, the shadow counter, the feed (`ctl` and the algorithm's mutex) and the
+//! The state word, the shadow counter, the feed (`ctl` and the algorithm) and the
 //! sample slots each sit on their own cache line(s); the fields that are only read after the
 //! build (clock, mode, metrics handles, flags) sit on another, which nothing writes.
 //!
@@ -92,7 +96,9 @@
 //!   orderings are a lock's and a queue's. Taking the feed (a CAS, or the publishing
 //!   `fetch_or` that finds it free) is `Acquire`; giving it back or passing it to a waiting
 //!   `set_limit`/`inspect` is a `Release` CAS, so each holder's updates and limit writes
-//!   happen before the next holder's (the algorithm's mutex orders them too). Publishing a
+//!   happen before the next holder's (the `BitLock` relies on exactly this to hand out
+//!   `&mut` to the algorithm; under loom its cell is loom's `UnsafeCell`, which reports a
+//!   missing happens-before as a race). Publishing a
 //!   sample is an `AcqRel` `fetch_or` (Release: the slot's `Relaxed` stores before it;
 //!   Acquire: it may take the feed); the holder takes full bits with an `AcqRel` `fetch_and`
 //!   (Acquire: reads the slots' stores; Release: frees the slots it read last round). A
@@ -117,7 +123,7 @@ use crate::error::RegistryError;
 use crate::histogram::Histogram;
 use crate::policy::Mode;
 use crate::registry::Registry;
-use crate::sync::{AtomicU64, Mutex, Ordering, lock};
+use crate::sync::{AtomicU64, BitLock, Ordering};
 
 // === State word ===
 
@@ -415,11 +421,7 @@ impl LimiterBuilder {
             inner: Arc::new(Inner {
                 state: CachePadded::new(AtomicU64::new(Word::new(limit, 0).0)),
                 shadow: CachePadded::new(AtomicU64::new(0)),
-                feed: CachePadded::new(Feed {
-                    ctl: AtomicU64::new(0),
-                    algorithm: Mutex::new(self.algorithm),
-                    exclusive: Mutex::new(()),
-                }),
+                feed: CachePadded::new(Feed::new(self.algorithm)),
                 slots: CachePadded::new(std::array::from_fn(|_| Slot::new())),
                 config: CachePadded::new(Config {
                     clock: self
@@ -718,8 +720,8 @@ impl Inner {
         }
     }
 
-    /// Applies a limit computed by the algorithm. The caller holds [`LOCKED`] and the
-    /// algorithm's mutex, so limits are written one at a time, in the order computed.
+    /// Applies a limit computed by the algorithm. The caller holds [`LOCKED`], so limits are
+    /// written one at a time, in the order computed.
     fn store_limit(&self, limit: u32) {
         // Relaxed: a reading to skip a no-op write; only the holder changes the limit.
         let cur = Word(self.state.load(Ordering::Relaxed));
@@ -741,7 +743,7 @@ impl Inner {
 // === Feeding samples ===
 
 /// How many samples can wait for the holder at once (one claim bit and one full bit each in
-/// [`Feed::ctl`]). Under loom, 2, so that small models reach the full-slots fallback.
+/// [`Feed`]'s word `ctl`). Under loom, 2, so that small models reach the full-slots fallback.
 #[cfg(not(weir_loom))]
 const SLOTS: usize = 31;
 #[cfg(weir_loom)]
@@ -751,7 +753,7 @@ const SLOTS: usize = 2;
 /// sample waits for the holder).
 const CLAIM_MASK: u64 = (1 << SLOTS) - 1;
 /// `ctl` bit 31: a thread holds the feed (the "holder"): it alone applies samples, and it alone
-/// locks the algorithm's mutex.
+/// reaches the algorithm (the [`BitLock`]'s owner bit).
 const LOCKED: u64 = 1 << 31;
 /// `ctl` bits 32..32+SLOTS: slot `i` holds a published sample.
 const FULL_SHIFT: u32 = 32;
@@ -762,19 +764,18 @@ const WANTED: u64 = 1 << 63;
 
 const _: () = assert!(SLOTS <= 31);
 
-/// The algorithm and the word that says who may apply samples to it (module docs, "Feeding
-/// samples").
-struct Feed {
-    /// Claim bits, [`LOCKED`], full bits, [`WANTED`]. Changed only by read-modify-writes
-    /// (`Relaxed` loads serve as first guesses), so every decision acts on the latest value.
-    ctl: AtomicU64,
-    /// Locked only by the holder of [`LOCKED`], so never contended: it gives the holder
-    /// `&mut` access without `unsafe` (and recovers the algorithm after a panic).
-    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
-    /// Queues the callers of [`Inner::exclusive`] (`set_limit`, `inspect`, the full-slots
-    /// fallback): one at a time may set [`WANTED`]. Releases never touch it otherwise.
-    exclusive: Mutex<()>,
-}
+/// The algorithm and the word `ctl` that says who may apply samples to it (module docs,
+/// "Feeding samples"): claim bits, [`LOCKED`], full bits, [`WANTED`]. A [`BitLock`] (the
+/// crate's one place for `unsafe` here): the algorithm is reached only through the [`Owner`]
+/// that taking [`LOCKED`] returns, and `BitLock`'s methods never change `LOCKED` or `WANTED`
+/// except to take, give back or hand over the feed. `ctl` is changed only by
+/// read-modify-writes (`Relaxed` loads serve as first guesses), so every decision acts on the
+/// latest value. Its queue orders the callers of [`Inner::exclusive`] (`set_limit`,
+/// `inspect`, the full-slots fallback): one at a time may set [`WANTED`].
+type Feed = BitLock<Box<dyn LimitAlgorithm>, LOCKED, WANTED>;
+
+/// The right to apply samples: this thread holds [`LOCKED`].
+type Owner<'a> = crate::sync::Owner<'a, Box<dyn LimitAlgorithm>, LOCKED, WANTED>;
 
 /// One waiting sample, packed losslessly in two words.
 struct Slot {
@@ -823,35 +824,22 @@ fn free_slot(ctl: u64) -> Option<u64> {
     (free != 0).then(|| free & free.wrapping_neg())
 }
 
-/// Lets the holder run while [`Inner::exclusive`] waits for it (it hands the feed over at
-/// the end of its current drain round, without waiting for anything).
-fn pause() {
-    #[cfg(not(weir_loom))]
-    std::thread::yield_now();
-    #[cfg(weir_loom)]
-    loom::thread::yield_now();
-}
-
 impl Inner {
     /// Gets `sample` applied without waiting for another thread: if no thread holds the feed,
     /// takes it and applies the sample (and any others waiting); otherwise leaves the sample in
     /// a slot for the holder and returns. Only if every slot is taken does it wait
     /// ([`Inner::exclusive`]).
     fn feed(&self, sample: Sample) {
-        let ctl = &self.feed.ctl;
+        let ctl = &*self.feed;
         // Relaxed: a first guess; each CAS below re-checks it.
         let mut cur = ctl.load(Ordering::Relaxed);
         let bit = loop {
             if cur & LOCKED == 0 {
-                // Acquire on success: taking the feed, paired with the Release of the holder
-                // that gave it back. Relaxed on failure: the retry re-checks.
-                match ctl.compare_exchange_weak(
-                    cur,
-                    cur | LOCKED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return Holder::new(self).run(Some(sample)),
+                // `try_take`: a CAS setting LOCKED, Acquire on success (taking the feed,
+                // paired with the Release of the holder that gave it back), Relaxed on
+                // failure (the retry re-checks).
+                match ctl.try_take(cur, 0) {
+                    Ok(owner) => return Holder::new(self, owner).run(Some(sample)),
                     Err(actual) => cur = actual,
                 }
                 continue;
@@ -872,57 +860,31 @@ impl Inner {
             }
         };
         self.slots[bit.trailing_zeros() as usize].write(&sample);
-        // AcqRel: Release publishes the slot to the holder that takes the full bit (with an
-        // Acquire RMW); Acquire because, if the holder left meanwhile, this takes the feed.
-        let prev = ctl.fetch_or((bit << FULL_SHIFT) | LOCKED, Ordering::AcqRel);
-        if prev & LOCKED == 0 {
-            Holder::new(self).run(None);
+        // `fetch_or_take`, AcqRel: Release publishes the slot to the holder that takes the
+        // full bit (with an Acquire RMW); Acquire because, if the holder left meanwhile, this
+        // sets LOCKED and takes the feed.
+        if let (_, Some(owner)) = ctl.fetch_or_take(bit << FULL_SHIFT) {
+            Holder::new(self, owner).run(None);
         }
     }
 
     /// Takes the feed and runs `op` on the algorithm, after applying every sample waiting;
     /// applies those left while `op` ran before returning. For `set_limit`, `inspect`, and a
     /// release that found every slot taken. Waits: behind another caller of this function
-    /// (on a mutex), then for the holder, which passes the feed over at the end of its
-    /// current drain round (each round applies at most [`SLOTS`] samples).
+    /// (on the feed's queue), then for the holder, which passes the feed over at the end of
+    /// its current drain round (each round applies at most [`SLOTS`] samples).
     fn exclusive<R>(&self, op: impl FnOnce(&mut dyn LimitAlgorithm) -> R) -> R {
-        let _queue = lock(&self.feed.exclusive);
-        let ctl = &self.feed.ctl;
-        // Relaxed: WANTED is a request, published by the RMW itself; the feed is taken below
-        // with Acquire.
-        let mut cur = ctl.fetch_or(WANTED, Ordering::Relaxed) | WANTED;
-        loop {
-            if cur & WANTED == 0 {
-                // The holder cleared WANTED, keeping LOCKED: the feed is ours (only holders
-                // clear it, and only to pass the feed to the one caller that set it).
-                break;
-            }
-            if cur & LOCKED == 0 {
-                // Acquire on success: taking the feed, paired with the Release of the holder
-                // that gave it back. Acquire on failure too: the value read may be a holder's
-                // handover (WANTED cleared), which the next iteration acts on.
-                match ctl.compare_exchange_weak(
-                    cur,
-                    (cur | LOCKED) & !WANTED,
-                    Ordering::Acquire,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => break,
-                    Err(actual) => cur = actual,
-                }
-                continue;
-            }
-            pause();
-            // Acquire: if this sees WANTED cleared, it reads the holder's Release RMW that
-            // passed the feed over.
-            cur = ctl.load(Ordering::Acquire);
-        }
-        let mut holder = Holder::new(self);
-        let mut algorithm = lock(&self.feed.algorithm);
-        holder.drain(&mut **algorithm, None);
-        let out = op(&mut **algorithm);
-        holder.drain(&mut **algorithm, None);
-        drop(algorithm);
+        // `want` sets WANTED (Relaxed: a request, publishing nothing); `take` waits, yielding,
+        // until the holder hands the feed over (its Release CAS clears WANTED keeping LOCKED,
+        // seen with an Acquire load) or finds it free and takes it with an Acquire CAS.
+        let (owner, _queue) = self.feed.want().take();
+        let mut holder = Holder::new(self, owner);
+        let out = holder.with(|to_free, algorithm| {
+            drain(self, to_free, algorithm, None);
+            let out = op(algorithm);
+            drain(self, to_free, algorithm, None);
+            out
+        });
         if !holder.unlock() {
             holder.run(None);
         }
@@ -938,92 +900,65 @@ struct Holder<'a> {
     inner: &'a Inner,
     /// Claim bits of slots whose samples this holder has taken, freed by its next RMW of `ctl`.
     to_free: u64,
-    /// Whether this thread holds the feed.
-    held: bool,
+    /// The feed: `Some` while this thread holds it.
+    owner: Option<Owner<'a>>,
 }
 
 impl<'a> Holder<'a> {
-    /// For a thread that has just taken the feed.
-    fn new(inner: &'a Inner) -> Holder<'a> {
+    /// For a thread that has just taken the feed of `inner`.
+    fn new(inner: &'a Inner, owner: Owner<'a>) -> Holder<'a> {
         Holder {
             inner,
             to_free: 0,
-            held: true,
+            owner: Some(owner),
         }
+    }
+
+    /// Runs `f` on `to_free` and the algorithm. If `f` panics, `self` is dropped still
+    /// holding the feed, and gives it back.
+    fn with<R>(&mut self, f: impl FnOnce(&mut u64, &mut dyn LimitAlgorithm) -> R) -> R {
+        let Holder { to_free, owner, .. } = self;
+        // Always `Some` while the holder is used (only `unlock` takes it, and then the
+        // holder is done).
+        let owner = owner.as_mut().expect("the holder holds the feed");
+        owner.with(|algorithm| f(to_free, &mut **algorithm))
     }
 
     /// Applies `own` (a sample not in a slot) and every published sample, then gives the feed
     /// back once no sample is waiting (or passes it to a waiting [`Inner::exclusive`]).
     fn run(mut self, mut own: Option<Sample>) {
+        let inner = self.inner;
         loop {
-            // Never waits: only the holder locks it.
-            let mut algorithm = lock(&self.inner.feed.algorithm);
-            self.drain(&mut **algorithm, own.take());
-            drop(algorithm);
+            self.with(|to_free, algorithm| drain(inner, to_free, algorithm, own.take()));
             if self.unlock() {
                 return;
             }
         }
     }
 
-    /// Applies `own`, then takes and applies published samples, round after round, until none
-    /// is left or [`WANTED`] is set; stores the limit after each round (the last `update`'s).
-    /// The caller holds the feed and the algorithm's mutex.
-    fn drain(&mut self, algorithm: &mut dyn LimitAlgorithm, own: Option<Sample>) {
-        let inner = self.inner;
-        let ctl = &inner.feed.ctl;
-        let mut limit = own.map(|s| algorithm.update(&s));
-        loop {
-            if let Some(limit) = limit.take() {
-                inner.store_limit(limit.max(1));
-            }
-            // Relaxed: a check; samples are taken by the RMW below, and WANTED is acted on
-            // by `unlock`'s CAS.
-            let cur = ctl.load(Ordering::Relaxed);
-            if cur & FULL_MASK == 0 || cur & WANTED != 0 {
-                return;
-            }
-            // AcqRel: Acquire pairs with each publisher's AcqRel `fetch_or`, making its slot
-            // visible; Release frees the slots read in the last round to their next writers
-            // (whose claim CAS is Acquire).
-            let prev = ctl.fetch_and(!(FULL_MASK | self.to_free), Ordering::AcqRel);
-            let mut full = (prev & FULL_MASK) >> FULL_SHIFT;
-            // Freed with the next RMW, even if an `update` below panics.
-            self.to_free = full;
-            while full != 0 {
-                let i = full.trailing_zeros() as usize;
-                full &= full - 1;
-                limit = Some(algorithm.update(&inner.slots[i].read()));
-            }
-        }
-    }
-
     /// Gives the feed back (and frees the slots taken) if no sample is published; or, if
     /// [`WANTED`] is set, passes it to the waiting [`Inner::exclusive`] whatever is published.
-    /// `false`, still holding the feed, if samples wait and nobody wants the feed. The caller
-    /// has dropped the algorithm's mutex.
+    /// `false`, still holding the feed, if samples wait and nobody wants the feed.
     fn unlock(&mut self) -> bool {
-        let ctl = &self.inner.feed.ctl;
+        let Some(mut owner) = self.owner.take() else {
+            // Not reached: only this takes the owner, and the holder is then done.
+            return true;
+        };
         // Relaxed: a first guess; the CAS re-checks.
-        let mut cur = ctl.load(Ordering::Relaxed);
+        let mut cur = self.inner.feed.load(Ordering::Relaxed);
         loop {
-            let next = if cur & WANTED != 0 {
-                // Keep LOCKED: the feed (and the samples waiting) go to the waiter.
-                cur & !(WANTED | self.to_free)
-            } else if cur & FULL_MASK == 0 {
-                cur & !(LOCKED | self.to_free)
-            } else {
+            if cur & WANTED == 0 && cur & FULL_MASK != 0 {
+                self.owner = Some(owner);
                 return false;
-            };
+            }
+            // `give`: a CAS that clears LOCKED (or, WANTED set, clears WANTED keeping LOCKED:
+            // the feed and the samples waiting go to the waiter) and our slots' claim bits.
             // Release on success: gives the feed (our updates and limit writes happen before
             // the next holder's) and the slots (our reads of them happen before their next
             // writers' writes). Relaxed on failure: the loop re-checks.
-            match ctl.compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => {
-                    self.held = false;
-                    return true;
-                }
-                Err(actual) => cur = actual,
+            match owner.give(cur, self.to_free) {
+                Ok(()) => return true,
+                Err((o, actual)) => (owner, cur) = (o, actual),
             }
         }
     }
@@ -1031,14 +966,47 @@ impl<'a> Holder<'a> {
 
 impl Drop for Holder<'_> {
     fn drop(&mut self) {
-        if self.held {
+        if let Some(owner) = self.owner.take() {
             // Only on a panic: every normal path gives the feed back or passes it. Release:
             // as in `unlock`. Published samples stay for the next release (or the waiting
             // `exclusive`, which then finds LOCKED clear and takes the feed).
-            self.inner
-                .feed
-                .ctl
-                .fetch_and(!(LOCKED | self.to_free), Ordering::Release);
+            owner.give_back(self.to_free);
+        }
+    }
+}
+
+/// Applies `own`, then takes and applies published samples, round after round, until none is
+/// left or [`WANTED`] is set; stores the limit after each round (the last `update`'s). The
+/// caller holds the feed; `to_free` is its [`Holder::to_free`].
+fn drain(
+    inner: &Inner,
+    to_free: &mut u64,
+    algorithm: &mut dyn LimitAlgorithm,
+    own: Option<Sample>,
+) {
+    let ctl = &*inner.feed;
+    let mut limit = own.map(|s| algorithm.update(&s));
+    loop {
+        if let Some(limit) = limit.take() {
+            inner.store_limit(limit.max(1));
+        }
+        // Relaxed: a check; samples are taken by the RMW below, and WANTED is acted on by
+        // `unlock`'s CAS.
+        let cur = ctl.load(Ordering::Relaxed);
+        if cur & FULL_MASK == 0 || cur & WANTED != 0 {
+            return;
+        }
+        // AcqRel: Acquire pairs with each publisher's AcqRel `fetch_or`, making its slot
+        // visible; Release frees the slots read in the last round to their next writers
+        // (whose claim CAS is Acquire).
+        let prev = ctl.fetch_and(!(FULL_MASK | *to_free), Ordering::AcqRel);
+        let mut full = (prev & FULL_MASK) >> FULL_SHIFT;
+        // Freed with the next RMW, even if an `update` below panics.
+        *to_free = full;
+        while full != 0 {
+            let i = full.trailing_zeros() as usize;
+            full &= full - 1;
+            limit = Some(algorithm.update(&inner.slots[i].read()));
         }
     }
 }
@@ -1858,7 +1826,7 @@ mod tests {
         seen.check_each_once();
         assert_eq!(l.limit(), l.inspect(|a| a.limit()));
         assert_eq!(l.in_flight(), 0);
-        assert_eq!(l.inner.feed.ctl.load(Ordering::SeqCst), 0, "ctl left dirty");
+        assert_eq!(l.inner.feed.load(Ordering::SeqCst), 0, "ctl left dirty");
     }
 
     /// A holder stuck in `update`: releases meanwhile fill every slot and return at once; the
@@ -1886,10 +1854,7 @@ mod tests {
                 p.release_with_rtt(outcome_for(id), Duration::from_nanos(id as u64));
             }
             assert_eq!(seen.updates(), 1);
-            assert_eq!(
-                l.inner.feed.ctl.load(Ordering::SeqCst) & CLAIM_MASK,
-                CLAIM_MASK
-            );
+            assert_eq!(l.inner.feed.load(Ordering::SeqCst) & CLAIM_MASK, CLAIM_MASK);
             let last = permits.remove(0);
             let waiting = s.spawn(move || last.release_with_rtt(Outcome::Dropped, Duration::ZERO));
             let inspecting = s.spawn(|| l.inspect(|_| seen.updates()));
@@ -1903,7 +1868,7 @@ mod tests {
         });
         assert_eq!(seen.updates(), SLOTS as u64 + 2);
         seen.check_each_once();
-        assert_eq!(l.inner.feed.ctl.load(Ordering::SeqCst), 0);
+        assert_eq!(l.inner.feed.load(Ordering::SeqCst), 0);
         assert_eq!(l.limit(), l.inspect(|a| a.limit()));
     }
 
@@ -1940,9 +1905,9 @@ mod tests {
         let l = Limiter::new(algo);
         let p = l.try_acquire().unwrap();
         assert!(catch_unwind(AssertUnwindSafe(|| release_id(p, 1))).is_err());
-        assert_eq!(l.inner.feed.ctl.load(Ordering::SeqCst), 0);
+        assert_eq!(l.inner.feed.load(Ordering::SeqCst), 0);
         assert!(catch_unwind(AssertUnwindSafe(|| l.inspect(|_| panic!("inspect")))).is_err());
-        assert_eq!(l.inner.feed.ctl.load(Ordering::SeqCst), 0);
+        assert_eq!(l.inner.feed.load(Ordering::SeqCst), 0);
         release_id(l.try_acquire().unwrap(), 2);
         assert_eq!(seen.updates(), 2);
         assert_eq!(l.set_limit(30), 32);
