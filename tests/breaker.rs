@@ -1070,3 +1070,22 @@ fn concurrent_successes_are_all_counted_in_a_time_window() {
     let w = b.status().window.unwrap();
     assert_eq!((w.calls, w.failures), (threads * per, 0));
 }
+
+#[test]
+fn window_stripes_do_not_change_what_trips() {
+    for stripes in [0, 1, 2, 3, 8, 64] {
+        let b = CircuitBreaker::builder("stripes")
+            .consecutive_failures(0)
+            .failure_rate(0.5)
+            .minimum_calls(4)
+            .window_stripes(stripes)
+            .clock(ManualClock::new())
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(permit(&b).success(), Recorded::Counted);
+        }
+        assert_eq!(permit(&b).failure(), Recorded::Counted);
+        assert_rate_trip(permit(&b).failure(), 0.5, 0.5, 4);
+    }
+}

@@ -160,6 +160,8 @@ struct Config {
     slow_rate: Option<f64>,
     minimum_calls: u64,
     window: SlidingWindow,
+    /// Stripes asked for a time window's success counts (`None`: one per hardware thread).
+    window_stripes: Option<u32>,
     open_ms: u64,
     max_probes: u32,
     success_threshold: u32,
@@ -185,6 +187,7 @@ pub struct BreakerBuilder {
     slow: Option<(SlowCall, f64)>,
     minimum_calls: u32,
     window: SlidingWindow,
+    window_stripes: Option<u32>,
     open_duration: Duration,
     max_probes: u32,
     success_threshold: u32,
@@ -203,6 +206,7 @@ impl fmt::Debug for BreakerBuilder {
             .field("slow", &self.slow)
             .field("minimum_calls", &self.minimum_calls)
             .field("window", &self.window)
+            .field("window_stripes", &self.window_stripes)
             .field("open_duration", &self.open_duration)
             .field("max_probes", &self.max_probes)
             .field("success_threshold", &self.success_threshold)
@@ -223,6 +227,7 @@ impl BreakerBuilder {
                 length: Duration::from_secs(300),
                 buckets: 10,
             },
+            window_stripes: None,
             open_duration: Duration::from_secs(60),
             max_probes: 3,
             success_threshold: 3,
@@ -274,6 +279,20 @@ impl BreakerBuilder {
     /// The window the rates are computed over (lift: 5 minutes).
     pub fn window(mut self, window: SlidingWindow) -> Self {
         self.window = window;
+        self
+    }
+
+    /// How many stripes a time window's success counts are spread over, so that successes
+    /// recorded by different threads write different cache lines (failures and slow calls
+    /// share one word per bucket). Rounded up to a power of two and capped at 8, and halved
+    /// while the striped counts would take more than 16 KiB.
+    ///
+    /// Default: one per hardware thread (up to the cap) for a [`CircuitBreaker`]; **1** for
+    /// [`KeyedBreakers`], whose keys each get a window of their own (about 240 bytes for the
+    /// default window, against about 1.2 KiB with 8 stripes) and are each usually called by
+    /// fewer threads. `0` means the default. No effect on count windows.
+    pub fn window_stripes(mut self, stripes: u32) -> Self {
+        self.window_stripes = (stripes > 0).then_some(stripes);
         self
     }
 
@@ -395,6 +414,7 @@ impl BreakerBuilder {
                 SlidingWindow::Time { .. } => self.minimum_calls,
             }),
             window: self.window,
+            window_stripes: self.window_stripes,
             open_ms: millis_ceil(self.open_duration),
             max_probes: self.max_probes,
             success_threshold: self.success_threshold,
@@ -444,7 +464,10 @@ impl BreakerBuilder {
             .clock
             .clone()
             .unwrap_or_else(|| Arc::new(SystemClock::new()));
-        let config = Arc::new(self.config(&clock)?);
+        let mut config = self.config(&clock)?;
+        // One stripe per key unless asked otherwise (see `window_stripes`).
+        config.window_stripes = Some(config.window_stripes.unwrap_or(1));
+        let config = Arc::new(config);
         Ok(KeyedBreakers::new(
             Shared {
                 config,
@@ -476,7 +499,7 @@ impl Shared {
         let window = self
             .config
             .has_window()
-            .then(|| Window::new(&self.config.window));
+            .then(|| Window::new(&self.config.window, self.config.window_stripes));
         Ok(CircuitBreaker {
             inner: Arc::new(Inner {
                 name: name.into(),

@@ -235,9 +235,10 @@ fn nanos(d: Duration) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// How many stripes of call counts a window of `buckets` buckets gets: one per hardware
-/// thread, at most [`MAX_STRIPES`], a power of two, within [`MAX_STRIPE_BYTES`].
-fn stripes_for(buckets: usize) -> usize {
+/// How many stripes of call counts a window of `buckets` buckets gets: `asked` (or, if `None`,
+/// one per hardware thread), rounded up to a power of two, at most [`MAX_STRIPES`], within
+/// [`MAX_STRIPE_BYTES`].
+fn stripes_for(buckets: usize, asked: Option<u32>) -> usize {
     // Asked once per process: the answer reads cgroup files, and keyed breakers build a window
     // for every new key.
     #[cfg(not(weir_loom))]
@@ -247,6 +248,7 @@ fn stripes_for(buckets: usize) -> usize {
     };
     #[cfg(weir_loom)]
     let parallelism = MAX_STRIPES;
+    let parallelism = asked.map_or(parallelism, |n| n.max(1) as usize);
     let row_bytes = buckets.div_ceil(LINE_WORDS) * std::mem::size_of::<Line>();
     let mut n = parallelism.next_power_of_two().min(MAX_STRIPES);
     while n > 1 && n * row_bytes > MAX_STRIPE_BYTES {
@@ -314,10 +316,10 @@ pub(crate) struct TimeWindow {
 }
 
 impl TimeWindow {
-    pub(crate) fn new(length: Duration, buckets: u32) -> TimeWindow {
+    pub(crate) fn new(length: Duration, buckets: u32, stripes: Option<u32>) -> TimeWindow {
         let buckets = buckets.clamp(1, MAX_BUCKETS) as usize;
         let bucket_nanos = (nanos(length) / buckets as u64).max(1);
-        let stripes = stripes_for(buckets);
+        let stripes = stripes_for(buckets, stripes);
         let row_lines = buckets.div_ceil(LINE_WORDS);
         let words = |n: usize| -> Box<[AtomicU64]> { (0..n).map(|_| AtomicU64::new(0)).collect() };
         TimeWindow {
@@ -619,7 +621,7 @@ pub(crate) enum Window {
 }
 
 impl Window {
-    pub(crate) fn new(spec: &super::SlidingWindow) -> Window {
+    pub(crate) fn new(spec: &super::SlidingWindow, stripes: Option<u32>) -> Window {
         match *spec {
             super::SlidingWindow::Count { calls } => Window::Count {
                 size: calls,
@@ -629,7 +631,7 @@ impl Window {
                 }),
             },
             super::SlidingWindow::Time { length, buckets } => {
-                Window::Time(TimeWindow::new(length, buckets))
+                Window::Time(TimeWindow::new(length, buckets, stripes))
             }
         }
     }
@@ -786,7 +788,7 @@ mod tests {
 
     #[test]
     fn time_window_slides() {
-        let w = TimeWindow::new(Duration::from_secs(10), 10);
+        let w = TimeWindow::new(Duration::from_secs(10), 10, None);
         let at = Duration::from_millis;
         rec(&w, at(0), FAIL);
         rec(&w, at(500), OK);
@@ -827,7 +829,7 @@ mod tests {
 
     #[test]
     fn time_window_reports_the_cell_count_before() {
-        let w = TimeWindow::new(Duration::from_secs(10), 10);
+        let w = TimeWindow::new(Duration::from_secs(10), 10, None);
         let at = Duration::from_millis;
         assert_eq!(rec(&w, at(0), OK), Write::Counted { before: 0 });
         assert_eq!(rec(&w, at(1), FAIL), Write::Counted { before: 1 });
@@ -840,7 +842,7 @@ mod tests {
 
     #[test]
     fn time_window_skipped_buckets_are_cleared_across_round_wrap() {
-        let w = TimeWindow::new(Duration::from_millis(4), 4);
+        let w = TimeWindow::new(Duration::from_millis(4), 4, None);
         let at = |slot: u64| Duration::from_millis(slot);
         rec(&w, at(1), FAIL);
         // 2^24 rounds later the round aliases; the head advance cleared the bucket.
@@ -857,7 +859,7 @@ mod tests {
         );
         // A bucket far behind (2^23 rounds and a few slots) is replaced, not mistaken for a
         // newer one.
-        let w = TimeWindow::new(Duration::from_millis(4), 4);
+        let w = TimeWindow::new(Duration::from_millis(4), 4, None);
         rec(&w, at(2), FAIL);
         let far = 2 + 4 * (1u64 << 23) + 4;
         rec(&w, at(far), OK);
@@ -872,11 +874,25 @@ mod tests {
     }
 
     #[test]
+    fn stripes_asked_are_rounded_capped_and_bounded() {
+        assert_eq!(stripes_for(10, Some(1)), 1);
+        assert_eq!(stripes_for(10, Some(3)), 4);
+        assert_eq!(stripes_for(10, Some(8)), 8);
+        assert_eq!(stripes_for(10, Some(1000)), MAX_STRIPES);
+        // 1,000 buckets: each stripe row takes 63 lines (8 KiB), so 16 KiB holds 2 rows.
+        assert_eq!(stripes_for(1000, Some(8)), 2);
+        let w = TimeWindow::new(Duration::from_secs(10), 10, Some(1));
+        assert_eq!((w.stripes, w.calls.len()), (1, 1));
+        let default = stripes_for(10, None);
+        assert!(default.is_power_of_two() && default <= MAX_STRIPES);
+    }
+
+    #[test]
     fn time_window_landing_bucket_is_cleared_for_idle_stripes() {
         // A stripe whose thread went away keeps its old word; when the head moves onto its
         // bucket again, the word is emptied, so it cannot alias 2^24 rounds later while the
         // head moves one slot at a time.
-        let w = TimeWindow::new(Duration::from_millis(2), 2);
+        let w = TimeWindow::new(Duration::from_millis(2), 2, None);
         let at = |slot: u64| Duration::from_millis(slot);
         let other = (crate::slot::current() as usize + 1) & (w.stripes - 1);
         let _ = w.add(w.calls_word(other, 0), 0, w.position(0), 0, 5, &|| true);
@@ -899,7 +915,7 @@ mod tests {
             .step_by(7)
             .chain([2, 3, 10, 1000, 1023, 1024])
         {
-            let w = TimeWindow::new(Duration::from_secs(86_400), buckets);
+            let w = TimeWindow::new(Duration::from_secs(86_400), buckets, None);
             let d = u64::from(buckets);
             let mut x = 0x9e37_79b9_7f4a_7c15u64;
             let edges = [
@@ -932,7 +948,7 @@ mod tests {
 
     #[test]
     fn time_window_periods_are_separate() {
-        let w = TimeWindow::new(Duration::from_secs(10), 10);
+        let w = TimeWindow::new(Duration::from_secs(10), 10, None);
         let t = Duration::from_millis(5);
         let current = std::cell::Cell::new(0u32);
         let current = &current;
@@ -979,7 +995,7 @@ mod tests {
     #[test]
     fn time_window_epochs_wrap() {
         // Generations 256 apart share an epoch; starting a period empties the older one.
-        let w = TimeWindow::new(Duration::from_secs(10), 10);
+        let w = TimeWindow::new(Duration::from_secs(10), 10, None);
         let t = Duration::from_millis(5);
         let _ = w.record(2, t, FAIL, || true);
         w.start_period(5, &|| true);
@@ -989,7 +1005,7 @@ mod tests {
 
     #[test]
     fn time_window_concurrent_counts_every_call() {
-        let w = TimeWindow::new(Duration::from_secs(60), 6);
+        let w = TimeWindow::new(Duration::from_secs(60), 6, None);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 let w = &w;
