@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{model, spawn};
+use common::{model, race};
 use weir::ManualClock;
 use weir::policy::breaker::{
     BreakerBuilder, CircuitBreaker, Decision, OwnedPermit, Recorded, SlidingWindow, State,
@@ -37,18 +37,6 @@ fn permit(b: &CircuitBreaker) -> OwnedPermit {
         Decision::Permitted(p) => p,
         Decision::Rejected(r) => panic!("rejected: {r:?}"),
     }
-}
-
-fn race<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
-where
-    A: FnOnce() -> RA + Send + 'static,
-    B: FnOnce() -> RB + Send + 'static,
-    RA: Send + 'static,
-    RB: Send + 'static,
-{
-    let ta = spawn(a);
-    let tb = spawn(b);
-    (ta.join().unwrap(), tb.join().unwrap())
 }
 
 fn calls(b: &CircuitBreaker) -> u64 {

@@ -29,3 +29,16 @@ where
         out
     })
 }
+
+/// Runs `a` and `b` on two modeled threads at once and returns their results.
+pub fn race<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send + 'static,
+    B: FnOnce() -> RB + Send + 'static,
+    RA: Send + 'static,
+    RB: Send + 'static,
+{
+    let ta = spawn(a);
+    let tb = spawn(b);
+    (ta.join().unwrap(), tb.join().unwrap())
+}
