@@ -990,7 +990,7 @@ impl Registry {
         }
         let time = self.inner.clock.now();
         // Read in reverse registration order (see RegistrySnapshot's docs).
-        let (values, by_seq) = read_newest_first(&all);
+        let (mut values, by_seq) = read_newest_first(&all);
         let mut families: Vec<FamilySnapshot> = index
             .order
             .iter()
@@ -1016,7 +1016,10 @@ impl Registry {
                 .iter()
                 .map(|&i| SeriesSnapshot {
                     label_values: all[i].1.1.clone(),
-                    value: values[i].clone(),
+                    // Each series is in exactly one family: its value is moved, not cloned.
+                    value: values[i]
+                        .take()
+                        .expect("every collected series is read once and placed once"),
                 })
                 .collect();
         }
@@ -1037,7 +1040,7 @@ impl Registry {
 /// instead of being sorted; the table (sequence number to index into `all`, `usize::MAX` where
 /// none) is returned too. A repeated number (a series made while its registry was being
 /// dropped gets 0) or a sparse range falls back to a sort, and no table.
-fn read_newest_first(all: &[(usize, Collected)]) -> (Vec<Value>, Option<Vec<usize>>) {
+fn read_newest_first(all: &[(usize, Collected)]) -> (Vec<Option<Value>>, Option<Vec<usize>>) {
     let mut order: Vec<usize> = Vec::with_capacity(all.len());
     order.extend((0..all.len()).filter(|&i| all[i].1.0 == u64::MAX));
     let max = all
@@ -1072,10 +1075,6 @@ fn read_newest_first(all: &[(usize, Collected)]) -> (Vec<Value>, Option<Vec<usiz
     for i in order {
         values[i] = Some(all[i].1.2.read());
     }
-    let values = values
-        .into_iter()
-        .map(|v| v.expect("every collected series is read once"))
-        .collect();
     (values, table)
 }
 
