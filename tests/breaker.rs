@@ -40,6 +40,24 @@ fn recorder() -> (
     (log, move |t: &Transition| l.lock().unwrap().push(*t))
 }
 
+/// A breaker that trips only on the failure rate over a time window, on `clock`.
+fn rate_breaker(
+    clock: &ManualClock,
+    rate: f64,
+    minimum_calls: u32,
+    length: Duration,
+    buckets: u32,
+) -> CircuitBreaker {
+    CircuitBreaker::builder("rate")
+        .consecutive_failures(0)
+        .failure_rate(rate)
+        .minimum_calls(minimum_calls)
+        .window(SlidingWindow::Time { length, buckets })
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
 /// Asserts that `recorded` is the transition the failure-rate rule makes at `rate` against
 /// `threshold` over `calls` calls.
 #[track_caller]
@@ -161,17 +179,7 @@ fn failure_rate_over_a_count_window_with_minimum_calls() {
 #[test]
 fn time_window_forgets_old_failures() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder("t")
-        .consecutive_failures(0)
-        .failure_rate(0.6)
-        .minimum_calls(3)
-        .window(SlidingWindow::Time {
-            length: secs(10),
-            buckets: 10,
-        })
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let b = rate_breaker(&clock, 0.6, 3, secs(10), 10);
     let _ = permit(&b).failure();
     let _ = permit(&b).failure();
     clock.advance(secs(10)); // both leave the window
@@ -958,17 +966,7 @@ fn keyed_try_acquire_gives_owned_permits() {
 #[test]
 fn a_success_trips_when_old_buckets_leave_the_window() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder("expiry")
-        .consecutive_failures(0)
-        .failure_rate(0.5)
-        .minimum_calls(4)
-        .window(SlidingWindow::Time {
-            length: secs(2),
-            buckets: 2,
-        })
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let b = rate_breaker(&clock, 0.5, 4, secs(2), 2);
     for _ in 0..10 {
         assert_eq!(permit(&b).success(), Recorded::Counted); // bucket [0, 1 s)
     }
@@ -986,17 +984,7 @@ fn a_success_trips_when_old_buckets_leave_the_window() {
 #[test]
 fn failures_check_the_rate_after_many_successes() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder("many")
-        .consecutive_failures(0)
-        .failure_rate(0.5)
-        .minimum_calls(2)
-        .window(SlidingWindow::Time {
-            length: secs(10),
-            buckets: 10,
-        })
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let b = rate_breaker(&clock, 0.5, 2, secs(10), 10);
     for _ in 0..100 {
         assert_eq!(permit(&b).success(), Recorded::Counted);
     }
