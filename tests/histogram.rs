@@ -147,7 +147,7 @@ fn assert_matches_model(s: &HistogramSnapshot, model: &Hdr<u64>, rng: &mut StdRn
         assert_eq!(s.mean(), 0.0, "{what}: empty mean");
         return;
     }
-    assert_eq!(s.min(), model.min(), "{what}: min");
+    assert_eq!(s.min(), model_min(model), "{what}: min");
     // Recording 0 never moves hdrhistogram's tracked max (it compares `0 > 0`), so for a
     // histogram of zeros alone it says 0 where weir says the top of the first bucket.
     // (and hdrhistogram's max is one short of the top in a bucket ending at 2^64 unless
@@ -458,6 +458,47 @@ fn max_covers_u64_max_in_the_top_bucket() {
         assert_eq!(s.max(), u64::MAX, "{what}: max below the recorded value");
         let top = s.buckets().last().unwrap();
         assert_eq!(top.high, u64::MAX, "{what}: {top:?}");
+    }
+}
+
+/// hdrhistogram's `min()`, except when the smallest value recorded is `u64::MAX`: hdrhistogram
+/// keeps `u64::MAX` as its "no non-zero value yet" sentinel and reports it as is, where weir
+/// reports the low of that value's bucket, as for every other value.
+fn model_min(model: &Hdr<u64>) -> u64 {
+    match model.min() {
+        u64::MAX => model.lowest_equivalent(u64::MAX),
+        min => min,
+    }
+}
+
+/// Regression test (found by the `histogram_diff` fuzz target): when the only values recorded
+/// are `u64::MAX`, in a layout that tracks it, the min is the low of the top bucket, not
+/// `u64::MAX`, and merging such a snapshot keeps it so.
+#[test]
+fn min_of_u64_max_alone_is_its_bucket_low() {
+    for (lowest, digits) in [(64_255, 2), (1, 3), (1, 1), (1 << 40, 1), (12_345, 5)] {
+        let h = build(lowest, u64::MAX, digits).unwrap();
+        let mut model = model_for(&h);
+        h.record_n(u64::MAX, 255);
+        model.record_n(u64::MAX, 255).unwrap();
+        let what = format!("lowest {lowest}, highest u64::MAX, digits {digits}");
+        let low = model.lowest_equivalent(u64::MAX);
+        assert!(
+            low < u64::MAX,
+            "{what}: the top bucket is wider than one value"
+        );
+        let mut s = h.snapshot();
+        assert_eq!(s.min(), low, "{what}: min");
+        assert_eq!(s.min(), model_min(&model), "{what}: min against the model");
+        assert_eq!(s.max(), u64::MAX, "{what}: max");
+        assert_eq!(s.value_at_quantile(0.0), low, "{what}: quantile 0");
+        let copy = s.clone();
+        s.merge(&copy).unwrap();
+        assert_eq!(
+            (s.min(), s.max(), s.count()),
+            (low, u64::MAX, 510),
+            "{what}: merged"
+        );
     }
 }
 
