@@ -23,7 +23,9 @@
 //! - groups `budget`, `limiter`, `breaker`, `ratelimit`: one full admission decision per
 //!   operation, `weir` against `mutex` (the same logic guarded by one `std::sync::Mutex`), all
 //!   threads sharing one decision maker; group `clock`: `system_now`, the clock read those
-//!   decisions pay. What each does is documented in `examples/support/decisions.rs`, which
+//!   decisions pay; group `floor`: `cas`, `cas_release`, `add_cas`, the atomic operations alone
+//!   of a decision that changes one word every thread writes (the floor under the rate limit,
+//!   the limiter and the budget). What each does is documented in `examples/support/decisions.rs`, which
 //!   this bench shares with the example; every decision is set up to admit, and the bench
 //!   panics if one is refused or a permit is left in flight.
 //!
@@ -597,6 +599,20 @@ fn decisions(c: &mut Criterion) {
             threads,
             decisions::CachedClockNow::new,
         );
+    }
+    group.finish();
+    let mut group = c.benchmark_group("floor");
+    quick(&mut group);
+    for threads in THREADS {
+        group.throughput(Throughput::Elements(threads as u64));
+        bench_decider(&mut group, "cas", threads, decisions::FloorCas::new);
+        bench_decider(
+            &mut group,
+            "cas_release",
+            threads,
+            decisions::FloorCasRelease::new,
+        );
+        bench_decider(&mut group, "add_cas", threads, decisions::FloorAddCas::new);
     }
     group.finish();
 }

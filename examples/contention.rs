@@ -68,6 +68,11 @@
 //!   cases pay twice (grant and release) when their algorithm learns from RTTs.
 //! - `base/cached_clock_now`: a `CachedClock` read alone (1 ms resolution, behind a
 //!   `SharedClock`), the clock of the budget, breaker and rate limit cases, weir and baseline.
+//! - `base/floor_cas`, `base/floor_cas_release`, `base/floor_add_cas`: the atomic operations
+//!   alone of a decision that changes one word every thread writes (load and CAS; load, CAS and
+//!   `fetch_sub`; `fetch_add`, load and CAS), on one isolated line, with no clock and no
+//!   arithmetic: the floor under `weir/ratelimit`, `weir/limiter` and `weir/budget`, whose
+//!   contracts need that shape.
 //!
 //! Every decision case is set up so that it always admits; a refused decision, or state left
 //! behind (permits in flight, a breaker not closed), is reported on stderr and makes the exit
@@ -110,7 +115,7 @@ const SERIES: usize = METHODS.len() * CODES;
 /// Label pairs each lookup thread cycles through (a power of two).
 const KEYS_PER_THREAD: usize = 64;
 
-const CASES: [&str; 25] = [
+const CASES: [&str; 28] = [
     "weir/counter",
     "base/atomic_shared",
     "base/striped_padded",
@@ -136,6 +141,9 @@ const CASES: [&str; 25] = [
     "base/ratelimit_mutex",
     "base/clock_now",
     "base/cached_clock_now",
+    "base/floor_cas",
+    "base/floor_cas_release",
+    "base/floor_add_cas",
 ];
 
 const USAGE: &str = "\
@@ -154,7 +162,8 @@ cases: weir/counter, base/atomic_shared, base/striped_padded,
        weir/limiter_aimd, base/limiter_aimd_mutex,
        weir/breaker, base/breaker_mutex, weir/ratelimit,
        base/ratelimit_mutex,
-       base/clock_now, base/cached_clock_now
+       base/clock_now, base/cached_clock_now,
+       base/floor_cas, base/floor_cas_release, base/floor_add_cas
 output (stdout): CSV case,threads,ops_per_sec,ns_per_op_per_thread";
 
 // === arguments ===
@@ -895,6 +904,9 @@ fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) ->
         "base/ratelimit_mutex" => decision!(MutexRatelimit),
         "base/clock_now" => decision!(ClockNow),
         "base/cached_clock_now" => decision!(CachedClockNow),
+        "base/floor_cas" => decision!(FloorCas),
+        "base/floor_cas_release" => decision!(FloorCasRelease),
+        "base/floor_add_cas" => decision!(FloorAddCas),
         other => unreachable!("unknown case {other}"),
     }
 }

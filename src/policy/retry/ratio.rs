@@ -31,9 +31,10 @@
 //!   fails if the word moved (another retry, or a seal by a newer generation). The scan leaves
 //!   a *summary* of the window's past generations, tagged `g`: their retry count, final since
 //!   sealed, and their deposit count as read, which can only have grown since.
-//! - **Retry, fast path**: with the summary tagged `g`, a retry reads it, the current retry
-//!   word and the current deposit word, and grants with the same compare-and-swap if the funds
-//!   they show cover it. Those funds are a lower bound of the window's (exact retries, a lower
+//! - **Retry, fast path**: with the summary tagged `g`, a retry reads it, the current deposit
+//!   word and the current retry word (in that order, so that only arithmetic separates the
+//!   retry word's load from its compare-and-swap), and grants with the same
+//!   compare-and-swap if the funds they show cover it. Those funds are a lower bound of the window's (exact retries, a lower
 //!   bound of deposits), so a grant is always safe; the fast path never refuses: when the funds
 //!   it sees fall short, the full scan decides. So refusals are as exact as before, and a
 //!   single thread's grants and balances are exactly the formula's.
@@ -672,24 +673,27 @@ impl RatioBudget {
         }
         let (past_w, past_d) = (sw & SUMMARY_FIELD, sd & SUMMARY_FIELD);
         let slot = self.slot(g);
+        // Acquire: see the module's Orderings. Read before the retry word, unlike the full
+        // scan: the fast path only grants, and for a grant any lower bound of the deposits
+        // will do (a word of `g` only grows). Reading it first leaves nothing but arithmetic
+        // between the retry word's load and its compare-and-swap, the window in which another
+        // thread can take the line away.
+        let dw = slot.deposits.load(Ordering::Acquire);
+        // A word of another generation holds none of `g`'s deposits we may count.
+        let d = if dw & !DEPOSIT_FIELD == pack(g, 0) {
+            deposit_count(dw)
+        } else {
+            0
+        };
+        let cost = i128::from(self.den);
+        let funds = self.base + i128::from(self.num) * i128::from(past_d + d);
         // Acquire: see the module's Orderings.
         let mut cur = slot.retries.load(Ordering::Acquire);
-        let cost = i128::from(self.den);
         loop {
             if cur & !COUNT_MASK != pack(g, 0) || count(cur) == COUNT_MASK {
                 return None;
             }
-            // Acquire: as above. After the retry word, so that the deposits behind the retries
-            // it counts are seen too.
-            let dw = slot.deposits.load(Ordering::Acquire);
-            // A word of another generation holds none of `g`'s deposits we may count.
-            let d = if dw & !DEPOSIT_FIELD == pack(g, 0) {
-                deposit_count(dw)
-            } else {
-                0
-            };
-            let balance = self.base + i128::from(self.num) * i128::from(past_d + d)
-                - cost * i128::from(past_w + count(cur));
+            let balance = funds - cost * i128::from(past_w + count(cur));
             if balance < cost {
                 return None;
             }
