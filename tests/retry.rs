@@ -953,30 +953,86 @@ fn ratio_budget_never_refuses_a_covered_retry_under_contention() {
     use std::sync::Arc;
     use weir::ManualClock;
     use weir::policy::retry::RatioBudget;
-    let clock = ManualClock::new();
+    // Deposits on one shared stripe, on one stripe per thread, and on fewer stripes than
+    // threads (threads sharing a stripe).
+    for stripes in [1, 4, 2] {
+        let clock = ManualClock::new();
+        let budget = Arc::new(
+            RatioBudget::builder()
+                .ratio_parts(1, 1)
+                .min_retries_per_sec(0)
+                .stripes(stripes)
+                .clock(Arc::new(clock))
+                .build()
+                .unwrap(),
+        );
+        let refused = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200_000 {
+                        budget.deposit();
+                        if !matches!(
+                            budget.try_withdraw(),
+                            weir::policy::retry::Withdrawal::Withdrawn { .. }
+                        ) {
+                            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(refused.into_inner(), 0, "{stripes} stripes");
+        assert_eq!(budget.balance(), 0, "{stripes} stripes");
+        assert!(!budget.try_withdraw().is_withdrawn(), "{stripes} stripes");
+    }
+}
+
+/// Deposits from many threads (on their own stripes) fund exactly as many retries as they
+/// deposited, no more and no fewer, when the retries come from other threads at the same time
+/// and after: with the clock frozen, ratio 1/1 and no reserve, the grants total the deposits.
+#[test]
+fn ratio_budget_striped_deposits_fund_exactly_their_count() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use weir::ManualClock;
+    use weir::policy::retry::RatioBudget;
+    const DEPOSITORS: u64 = 4;
+    const EACH: u64 = 100_000;
     let budget = Arc::new(
         RatioBudget::builder()
             .ratio_parts(1, 1)
             .min_retries_per_sec(0)
-            .clock(Arc::new(clock))
+            .stripes(8)
+            .clock(Arc::new(ManualClock::new()))
             .build()
             .unwrap(),
     );
-    let refused = std::sync::atomic::AtomicU64::new(0);
+    let granted = AtomicU64::new(0);
     std::thread::scope(|s| {
-        for _ in 0..4 {
+        for _ in 0..DEPOSITORS {
             s.spawn(|| {
-                for _ in 0..200_000 {
+                for _ in 0..EACH {
                     budget.deposit();
-                    if !matches!(
-                        budget.try_withdraw(),
-                        weir::policy::retry::Withdrawal::Withdrawn { .. }
-                    ) {
-                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..EACH {
+                    if budget.try_withdraw().is_withdrawn() {
+                        granted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             });
         }
     });
-    assert_eq!(refused.into_inner(), 0);
+    let during = granted.load(Ordering::Relaxed);
+    assert!(during <= DEPOSITORS * EACH);
+    let mut after = 0;
+    while budget.try_withdraw().is_withdrawn() {
+        after += 1;
+    }
+    assert_eq!(during + after, DEPOSITORS * EACH);
+    assert_eq!(budget.balance(), 0);
 }

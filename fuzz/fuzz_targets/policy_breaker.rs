@@ -336,7 +336,7 @@ fuzz_target!(|input: Input| {
             Op::Acquire => {
                 let expected = m.acquire(now_ms);
                 // Every other permit holds its own handle to the breaker.
-                let decision = if held.len() % 2 == 0 {
+                let decision = if held.len().is_multiple_of(2) {
                     b.try_acquire()
                 } else {
                     b.try_acquire_owned()

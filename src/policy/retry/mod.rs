@@ -87,8 +87,8 @@ pub use classify::{
 };
 pub use quota::{RetryQuota, RetryQuotaBuilder, RetryQuotaError};
 pub use ratio::{
-    MAX_RATIO, MAX_RATIO_SLOTS, MAX_RATIO_WINDOW, MAX_SLOT_COUNT, MIN_SLOT_WIDTH, RatioBudget,
-    RatioBudgetBuilder, RatioBudgetError,
+    MAX_DEPOSIT_STRIPES, MAX_RATIO, MAX_RATIO_SLOTS, MAX_RATIO_WINDOW, MAX_SLOT_COUNT,
+    MIN_SLOT_WIDTH, RatioBudget, RatioBudgetBuilder, RatioBudgetError,
 };
 pub use throttle::{
     GRPC_MAX_TOKENS, MAX_THROTTLE_TOKENS, RetryThrottle, RetryThrottleBuilder, RetryThrottleError,

@@ -13,13 +13,18 @@
 //! The slots form a ring whose length is the slot count rounded up to a power of two, so
 //! generation `g` lives at index `g & mask` and no operation divides (the clock's reading is
 //! turned into a generation by comparing it with the end of the latest generation; a division
-//! happens only when the clock has skipped a generation). Each slot holds two 64-bit words, one
-//! counting deposits and one counting retries, each tagged with the generation it counts
-//! (`[generation mod 2^34: 34][sealed: 1][count: 29]` for retries, `[generation mod 2^34:
-//! 34][count: 30]` for deposits).
+//! happens only when the clock has skipped a generation). Each slot has one word counting
+//! retries and, per *stripe*, one word counting deposits, each tagged with the generation it
+//! counts (`[generation mod 2^34: 34][sealed: 1][count: 29]` for retries, `[generation mod
+//! 2^34: 34][count: 30]` for deposits). The deposits are striped because every request makes
+//! one: a thread deposits into its own stripe (its slot in `crate::slot`, modulo the stripe
+//! count, one stripe per hardware thread by default), whose ring sits on 128-byte blocks of its
+//! own, so deposits from different threads do not write the same line. Every reader that needs
+//! `D` sums the stripes; each stripe's words follow the protocol below on their own. The retry
+//! words are on blocks of their own as well.
 //!
-//! - **Deposit**: a load of the current deposit word and, when it already counts `g`, one
-//!   `fetch_add`. If the word moved on to a later generation between the two (a thread there
+//! - **Deposit**: a load of the caller's stripe's current deposit word and, when it already
+//!   counts `g`, one `fetch_add`. If the word moved on to a later generation between the two (a thread there
 //!   recycled it), the deposit counts in that later generation, never in the past; a word left
 //!   from an expired generation is recycled to `g` by a compare-and-swap.
 //! - **Retry, full scan**: the retry words of the window's past generations are *sealed* (a
@@ -31,10 +36,13 @@
 //!   fails if the word moved (another retry, or a seal by a newer generation). The scan leaves
 //!   a *summary* of the window's past generations, tagged `g`: their retry count, final since
 //!   sealed, and their deposit count as read, which can only have grown since.
-//! - **Retry, fast path**: with the summary tagged `g`, a retry reads it, the current deposit
-//!   word and the current retry word (in that order, so that only arithmetic separates the
-//!   retry word's load from its compare-and-swap), and grants with the same
-//!   compare-and-swap if the funds they show cover it. Those funds are a lower bound of the window's (exact retries, a lower
+//! - **Retry, fast path**: with the summary tagged `g`, a retry reads it, its own stripe's
+//!   current deposit word, what its stripe last saw of the other stripes' current words (a
+//!   per-stripe word tagged `g`, written only by that stripe's threads), and the current retry
+//!   word (in that order, so that only arithmetic separates the retry word's load from its
+//!   compare-and-swap), and grants with the same compare-and-swap if the funds they show
+//!   cover it. If they fall short, it sums the other stripes' current words afresh, remembers
+//!   the sum in its stripe's word, and checks once more. Those funds are a lower bound of the window's (exact retries, a lower
 //!   bound of deposits), so a grant is always safe; the fast path never refuses: when the funds
 //!   it sees fall short, the full scan decides. So refusals are as exact as before, and a
 //!   single thread's grants and balances are exactly the formula's.
@@ -58,7 +66,8 @@
 //!   It is sequenced before any later retry of the same thread, whose `AcqRel` compare-and-swap
 //!   publishes it: a retry that acquires a retry word sees the deposits behind the retries it
 //!   counts (the full scan reads the retry words before the deposit words for this reason).
-//! - Summary words: `Relaxed` loads and stores. A reader trusts only the numbers, never other
+//! - Summary words, and each stripe's word of the other stripes' deposits it has seen:
+//!   `Relaxed` loads and stores. A reader trusts only the numbers, never other
 //!   memory: the retry count is final, because the words it sums were sealed before the
 //!   summary was written, and the deposit count is a lower bound at any time. A summary is used
 //!   only when its tag is the reader's generation.
@@ -82,8 +91,14 @@ pub const MAX_RATIO: f64 = 1000.0;
 pub const MAX_RATIO_WINDOW: Duration = Duration::from_secs(86_400);
 /// The narrowest slot a [`RatioBudget`] accepts: 1 ms.
 pub const MIN_SLOT_WIDTH: Duration = Duration::from_millis(1);
-/// The most deposits (or retries) one slot of a [`RatioBudget`] counts.
+/// The most deposits (per stripe: see [`RatioBudgetBuilder::stripes`]) or retries one slot of a
+/// [`RatioBudget`] counts.
 pub const MAX_SLOT_COUNT: u64 = COUNT_MASK;
+/// The most stripes a [`RatioBudget`] spreads its deposits over.
+pub const MAX_DEPOSIT_STRIPES: u32 = 16;
+/// Deposit words per 128-byte block: a stripe's ring takes whole blocks, so no two stripes
+/// share a cache line (nor an adjacent-line prefetch pair).
+const BLOCK_WORDS: usize = 16;
 
 /// Bits 0..29 of a slot word: the count (deposits or retries) of its generation.
 const COUNT_BITS: u32 = 29;
@@ -163,6 +178,7 @@ pub struct RatioBudgetBuilder {
     slots: u32,
     min_per_sec: u32,
     ratio: RatioSpec,
+    stripes: Option<u32>,
     clock: Option<SharedClock>,
 }
 
@@ -199,6 +215,16 @@ impl RatioBudgetBuilder {
     /// The ratio as an exact fraction `num / den` (`den >= 1`, ratio at most 1000).
     pub fn ratio_parts(mut self, num: u32, den: u32) -> Self {
         self.ratio = RatioSpec::Parts(num, den);
+        self
+    }
+    /// How many stripes the deposits are spread over (default: one per hardware thread).
+    /// Rounded up to a power of two, at most [`MAX_DEPOSIT_STRIPES`]; 0 counts as 1. Each
+    /// thread deposits into its own stripe's words, on cache lines of their own, so requests
+    /// on different threads do not write the same line; withdrawals read every stripe when
+    /// they need to. One stripe keeps the budget at one line of deposit words per 16 slots;
+    /// each stripe adds that much again (128 bytes per 16 slots).
+    pub fn stripes(mut self, stripes: u32) -> Self {
+        self.stripes = Some(stripes);
         self
     }
     /// The clock (default: a new [`SystemClock`]).
@@ -264,22 +290,42 @@ impl RatioBudgetBuilder {
         // A power of two at least `slots`, so that a generation's index is `g & mask`.
         let ring = slots.next_power_of_two();
         let mask = ring - 1;
+        // Index `i` starts with the latest generation at or before `g0` that maps to it
+        // (earlier than the budget, for all but `g0`'s own index): empty, and sealed for
+        // retries unless it is `g0`'s.
+        let start = |i: u64| g0.wrapping_sub(g0.wrapping_sub(i) & mask);
+        let stripes = stripes_for(self.stripes);
+        let blocks = (ring as usize).div_ceil(BLOCK_WORDS);
         Ok(RatioBudget {
             width,
             window,
-            slots: (0..ring)
-                .map(|i| {
-                    // Index `i` starts with the latest generation at or before `g0` that maps
-                    // to it (earlier than the budget, for all but `g0`'s own index): empty, and
-                    // sealed for retries unless it is `g0`'s.
-                    let generation = g0.wrapping_sub(g0.wrapping_sub(i) & mask);
-                    let seal = if generation == g0 { 0 } else { SEALED };
-                    Slot {
-                        deposits: AtomicU64::new(pack(generation, 0)),
-                        retries: AtomicU64::new(pack(generation, 0) | seal),
-                    }
+            retries: (0..blocks)
+                .map(|b| {
+                    Block(std::array::from_fn(|k| {
+                        let generation = start((b * BLOCK_WORDS + k) as u64 & mask);
+                        let seal = if generation == g0 { 0 } else { SEALED };
+                        AtomicU64::new(pack(generation, 0) | seal)
+                    }))
                 })
                 .collect(),
+            deposits: (0..stripes * blocks)
+                .map(|b| {
+                    let first = (b % blocks) * BLOCK_WORDS;
+                    Block(std::array::from_fn(|k| {
+                        AtomicU64::new(pack(start((first + k) as u64 & mask), 0))
+                    }))
+                })
+                .collect(),
+            seen: (0..stripes)
+                .map(|_| {
+                    // Tagged with a generation before `g0`: nothing seen yet.
+                    Block(std::array::from_fn(|_| {
+                        AtomicU64::new(pack(g0.wrapping_sub(1), 0))
+                    }))
+                })
+                .collect(),
+            blocks,
+            stripe_mask: stripes - 1,
             n: slots,
             mask,
             high: AtomicU64::new(g0),
@@ -293,6 +339,21 @@ impl RatioBudgetBuilder {
             clock,
         })
     }
+}
+
+/// How many deposit stripes a budget gets: `asked` (or, if `None`, one per hardware thread;
+/// one under loom, whose models ask for more where they check stripes), rounded up to a power
+/// of two, at most [`MAX_DEPOSIT_STRIPES`].
+fn stripes_for(asked: Option<u32>) -> usize {
+    #[cfg(not(weir_loom))]
+    let parallelism = || {
+        static PARALLELISM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *PARALLELISM.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    };
+    #[cfg(weir_loom)]
+    let parallelism = || 1;
+    let n = asked.map_or_else(parallelism, |n| n.max(1) as usize);
+    n.min(MAX_DEPOSIT_STRIPES as usize).next_power_of_two()
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -357,10 +418,16 @@ fn generation_at(now: Duration, width: u64) -> u64 {
 /// deposits, retries and clock movement breaks it (loom checks the protocol below), and with no
 /// clock movement concurrent retries are granted exactly as a sequence would grant them.
 ///
+/// # Concurrency
+/// Every request deposits, so deposits are striped: a thread deposits into its own stripe's
+/// words, on cache lines of their own (one stripe per hardware thread by default; see
+/// [`RatioBudgetBuilder::stripes`]), and requests on different threads do not contend. A
+/// retry reads its own stripe, and the other stripes only when that falls short of the cost.
+///
 /// # Limits
-/// - A slot counts at most `2^29 - 1` (536,870,911) deposits and as many retries; further
-///   deposits in that slot are not counted (fewer retries, never more), and a retry that would
-///   overflow is refused. (A deposit checks the count before its `fetch_add`; the adds that
+/// - A slot counts at most `2^29 - 1` (536,870,911) deposits per stripe and as many retries;
+///   further deposits in that slot's stripe are not counted (fewer retries, never more), and a
+///   retry that would overflow is refused. (A deposit checks the count before its `fetch_add`; the adds that
 ///   race past the limit land in the deposit word's spare 30th count bit, which would take
 ///   `2^29` threads at once to overflow.)
 /// - Generations are stored modulo `2^34`. A slot (or the summary) left untouched for an exact
@@ -394,10 +461,22 @@ pub struct RatioBudget {
     /// Slot width in nanoseconds.
     width: u64,
     window: Duration,
-    /// The ring of slots: generation `g` lives at index `g & mask`. Its length is the window's
-    /// slot count rounded up to a power of two; the indices of the generations older than the
-    /// window are simply not read.
-    slots: Box<[Slot]>,
+    /// The ring of retry words, `[tag: 34][sealed: 1][count: 29]`, in `blocks` blocks:
+    /// generation `g` lives at word `g & mask`. Its length is the window's slot count rounded up to a power of two;
+    /// the indices of the generations older than the window are simply not read.
+    retries: Box<[Block]>,
+    /// The rings of deposit words, `[tag: 34][count: 30]` (see [`DEPOSIT_FIELD`]), one ring
+    /// per stripe, each `blocks` blocks long: stripe `s` keeps generation `g` at word
+    /// `g & mask` of its blocks `s × blocks ..`.
+    deposits: Box<[Block]>,
+    /// Per stripe, word 0 of its own block: `[tag: 34][count: 30]`, a lower bound of the other
+    /// stripes' deposits in the tagged generation, as a withdrawal of this stripe last summed
+    /// them (written only by this stripe's threads, so its line stays theirs).
+    seen: Box<[Block]>,
+    /// Blocks per stripe.
+    blocks: usize,
+    /// The stripe count minus one (a power of two minus one).
+    stripe_mask: usize,
     /// Generations per window (the builder's `slots`).
     n: u64,
     /// The ring's length minus one.
@@ -420,13 +499,10 @@ pub struct RatioBudget {
     clock: SharedClock,
 }
 
-/// One generation's words, side by side: a request and its retry touch one cache line.
-struct Slot {
-    /// `[tag: 34][count: 30]`; see [`DEPOSIT_FIELD`].
-    deposits: AtomicU64,
-    /// `[tag: 34][sealed: 1][count: 29]`.
-    retries: AtomicU64,
-}
+/// 16 slot words alone on 128 bytes: retry words that every thread writes share no line with
+/// anything else, and deposit words share none with another stripe's.
+#[repr(align(128))]
+struct Block([AtomicU64; BLOCK_WORDS]);
 
 impl fmt::Debug for RatioBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -435,6 +511,7 @@ impl fmt::Debug for RatioBudget {
             .field("slots", &self.n)
             .field("ratio", &format_args!("{}/{}", self.num, self.den))
             .field("reserve", &self.reserve)
+            .field("stripes", &(self.stripe_mask + 1))
             .field("balance", &self.balance())
             .finish()
     }
@@ -448,6 +525,7 @@ impl RatioBudget {
             slots: 10,
             min_per_sec: 10,
             ratio: RatioSpec::Float(0.2),
+            stripes: None,
             clock: None,
         }
     }
@@ -469,11 +547,30 @@ impl RatioBudget {
         self.window
     }
 
-    /// The slot of generation `g`.
+    /// The retry word of generation `g`.
     #[inline(always)]
-    fn slot(&self, g: u64) -> &Slot {
+    fn retry_word(&self, g: u64) -> &AtomicU64 {
         // The mask keeps the index below the ring's length, a power of two.
-        &self.slots[(g & self.mask) as usize]
+        let i = (g & self.mask) as usize;
+        &self.retries[i / BLOCK_WORDS].0[i % BLOCK_WORDS]
+    }
+
+    /// The deposit word of generation `g` in stripe `stripe` (`<= stripe_mask`).
+    #[inline(always)]
+    fn deposit_word(&self, stripe: usize, g: u64) -> &AtomicU64 {
+        let i = (g & self.mask) as usize;
+        &self.deposits[stripe * self.blocks + i / BLOCK_WORDS].0[i % BLOCK_WORDS]
+    }
+
+    /// The calling thread's stripe: its slot (`crate::slot`), modulo the stripe count. A thread
+    /// without a slot shares whichever stripe that gives; any stripe is correct, since every
+    /// change to a deposit word is a read-modify-write.
+    #[inline(always)]
+    fn own_stripe(&self) -> usize {
+        if self.stripe_mask == 0 {
+            return 0;
+        }
+        crate::slot::current() as usize & self.stripe_mask
     }
 
     /// The generation to work in: the clock's, or the latest any operation used if that is
@@ -516,8 +613,9 @@ impl RatioBudget {
     /// Counts one request.
     pub fn deposit(&self) {
         let mut g = self.now_gen();
+        let stripe = self.own_stripe();
         loop {
-            let cell = &self.slot(g).deposits;
+            let cell = self.deposit_word(stripe, g);
             // Acquire: see the module's Orderings.
             let w = cell.load(Ordering::Acquire);
             if w & !DEPOSIT_FIELD == pack(g, 0) {
@@ -631,18 +729,22 @@ impl RatioBudget {
     #[inline(always)]
     fn window_deposits(&self, g: u64) -> Result<(u64, u64), u64> {
         let mut deposits = [0u64; 2];
-        for age in 0..self.n {
-            let generation = g.wrapping_sub(age);
-            // Acquire: see the module's Orderings.
-            let w = self.slot(generation).deposits.load(Ordering::Acquire);
-            if w & !DEPOSIT_FIELD == pack(generation, 0) {
-                deposits[usize::from(age == 0)] += deposit_count(w);
-            } else if place(w, g, age) == Place::Ahead
-                && let Some(h) = self.catch_up(g)
-            {
-                return Err(h);
+        for stripe in 0..=self.stripe_mask {
+            for age in 0..self.n {
+                let generation = g.wrapping_sub(age);
+                // Acquire: see the module's Orderings.
+                let w = self
+                    .deposit_word(stripe, generation)
+                    .load(Ordering::Acquire);
+                if w & !DEPOSIT_FIELD == pack(generation, 0) {
+                    deposits[usize::from(age == 0)] += deposit_count(w);
+                } else if place(w, g, age) == Place::Ahead
+                    && let Some(h) = self.catch_up(g)
+                {
+                    return Err(h);
+                }
+                // Otherwise expired (or a wrapped tag): nothing of the window.
             }
-            // Otherwise expired (or a wrapped tag): nothing of the window.
         }
         Ok((deposits[0], deposits[1]))
     }
@@ -672,36 +774,53 @@ impl RatioBudget {
             return None;
         }
         let (past_w, past_d) = (sw & SUMMARY_FIELD, sd & SUMMARY_FIELD);
-        let slot = self.slot(g);
-        // Acquire: see the module's Orderings. Read before the retry word, unlike the full
-        // scan: the fast path only grants, and for a grant any lower bound of the deposits
-        // will do (a word of `g` only grows). Reading it first leaves nothing but arithmetic
-        // between the retry word's load and its compare-and-swap, the window in which another
-        // thread can take the line away.
-        let dw = slot.deposits.load(Ordering::Acquire);
-        // A word of another generation holds none of `g`'s deposits we may count.
-        let d = if dw & !DEPOSIT_FIELD == pack(g, 0) {
-            deposit_count(dw)
-        } else {
-            0
-        };
+        let retries = self.retry_word(g);
+        let own = self.own_stripe();
+        // The current generation's deposits counted so far: the caller's own stripe and what
+        // its stripe last saw of the others (both on lines this stripe's threads write); only
+        // if those fall short, every other stripe's word, and the sum is remembered. Read
+        // before the retry word, unlike the full scan: the fast path only grants, and for a
+        // grant any lower bound of the deposits will do (a word of `g` only grows). Reading
+        // them first leaves nothing but arithmetic between the retry word's load and its
+        // compare-and-swap, the window in which another thread can take the line away.
+        let mut d = self.current_deposits(own, g);
+        let mut all = self.stripe_mask == 0;
+        if !all {
+            // Relaxed: a number only, trusted when its tag is `g` (see `seen`).
+            let seen = self.seen[own].0[0].load(Ordering::Relaxed);
+            if seen & !SUMMARY_FIELD == pack(g, 0) {
+                d += seen & SUMMARY_FIELD;
+            }
+        }
         let cost = i128::from(self.den);
-        let funds = self.base + i128::from(self.num) * i128::from(past_d + d);
         // Acquire: see the module's Orderings.
-        let mut cur = slot.retries.load(Ordering::Acquire);
+        let mut cur = retries.load(Ordering::Acquire);
         loop {
             if cur & !COUNT_MASK != pack(g, 0) || count(cur) == COUNT_MASK {
                 return None;
             }
-            let balance = funds - cost * i128::from(past_w + count(cur));
+            let balance = self.base + i128::from(self.num) * i128::from(past_d + d)
+                - cost * i128::from(past_w + count(cur));
             if balance < cost {
-                return None;
+                if all {
+                    return None;
+                }
+                all = true;
+                let others: u64 = (0..=self.stripe_mask)
+                    .filter(|&s| s != own)
+                    .map(|s| self.current_deposits(s, g))
+                    .sum();
+                let others = others.min(SUMMARY_FIELD);
+                // Relaxed: a number only (see `seen`). Racing threads of one stripe may leave
+                // an older sum: still a lower bound.
+                self.seen[own].0[0].store(pack(g, others), Ordering::Relaxed);
+                d = self.current_deposits(own, g) + others;
+                // Acquire: as above; a fresh value, next to the compare-and-swap again.
+                cur = retries.load(Ordering::Acquire);
+                continue;
             }
             // AcqRel / Acquire: as in `open_deposits`.
-            match slot
-                .retries
-                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match retries.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     return Some(Withdrawal::Withdrawn {
                         cost: self.den,
@@ -710,6 +829,19 @@ impl RatioBudget {
                 }
                 Err(actual) => cur = actual,
             }
+        }
+    }
+
+    /// The deposits of generation `g` in stripe `stripe`'s word: 0 if the word holds another
+    /// generation (none of `g`'s deposits that we may count).
+    #[inline(always)]
+    fn current_deposits(&self, stripe: usize, g: u64) -> u64 {
+        // Acquire: see the module's Orderings.
+        let w = self.deposit_word(stripe, g).load(Ordering::Acquire);
+        if w & !DEPOSIT_FIELD == pack(g, 0) {
+            deposit_count(w)
+        } else {
+            0
         }
     }
 
@@ -723,7 +855,7 @@ impl RatioBudget {
             let mut past = 0u64;
             for age in 1..self.n {
                 let generation = g.wrapping_sub(age);
-                let cell = &self.slot(generation).retries;
+                let cell = self.retry_word(generation);
                 // Acquire: see the module's Orderings.
                 let w = cell.load(Ordering::Acquire);
                 if w & !COUNT_MASK == pack(generation, 0) | SEALED {
@@ -740,7 +872,7 @@ impl RatioBudget {
             }
             // The current retry word, read before the deposits: the deposits behind every retry
             // it counts are then seen too.
-            let cell = &self.slot(g).retries;
+            let cell = self.retry_word(g);
             // Acquire: see the module's Orderings.
             let mut cur = cell.load(Ordering::Acquire);
             if cur & !COUNT_MASK != pack(g, 0) {
@@ -810,14 +942,18 @@ impl RatioBudget {
         let g = self.now_gen();
         let (mut d, mut w) = (0u64, 0u64);
         for age in 0..self.n {
-            let slot = self.slot(g.wrapping_sub(age));
-            // Acquire: see the module's Orderings.
-            let dw = slot.deposits.load(Ordering::Acquire);
-            if place(dw, g, age) == Place::InWindow {
-                d += deposit_count(dw);
+            let generation = g.wrapping_sub(age);
+            for stripe in 0..=self.stripe_mask {
+                // Acquire: see the module's Orderings.
+                let dw = self
+                    .deposit_word(stripe, generation)
+                    .load(Ordering::Acquire);
+                if place(dw, g, age) == Place::InWindow {
+                    d += deposit_count(dw);
+                }
             }
             // Acquire: as above.
-            let rw = slot.retries.load(Ordering::Acquire);
+            let rw = self.retry_word(generation).load(Ordering::Acquire);
             if place(rw, g, age) == Place::InWindow {
                 w += count(rw);
             }
@@ -1022,10 +1158,77 @@ mod tests {
         c.set(Duration::from_secs(7)).unwrap(); // generation 7; index 0 holds generation 0
         b.deposit();
         assert!(b.try_withdraw().is_withdrawn());
-        let past = b.slots[0].retries.load(Ordering::Relaxed);
+        let past = b.retry_word(0).load(Ordering::Relaxed);
         assert_eq!((tag(past), count(past), sealed(past)), (6, 0, true));
-        let cur = b.slots[1].retries.load(Ordering::Relaxed);
+        let cur = b.retry_word(1).load(Ordering::Relaxed);
         assert_eq!((tag(cur), count(cur), sealed(cur)), (7, 1, false));
+    }
+
+    #[test]
+    fn stripes_are_rounded_up_capped_and_at_least_one() {
+        let c: SharedClock = Arc::new(ManualClock::new());
+        let stripes = |n: u32| {
+            RatioBudget::builder()
+                .stripes(n)
+                .clock(c.clone())
+                .build()
+                .unwrap()
+                .stripe_mask
+                + 1
+        };
+        assert_eq!(stripes(0), 1);
+        assert_eq!(stripes(1), 1);
+        assert_eq!(stripes(3), 4);
+        assert_eq!(stripes(16), 16);
+        assert_eq!(stripes(17), 16);
+        assert_eq!(stripes(u32::MAX), 16);
+        let b = RatioBudget::builder()
+            .stripes(4)
+            .clock(c.clone())
+            .build()
+            .unwrap();
+        // 10 slots: a ring of 16 words, one block per stripe.
+        assert_eq!((b.blocks, b.deposits.len(), b.seen.len()), (1, 4, 4));
+        assert!(format!("{b:?}").contains("stripes: 4"));
+        let b = RatioBudget::builder()
+            .window(Duration::from_millis(64))
+            .slots(64)
+            .stripes(2)
+            .clock(c)
+            .build()
+            .unwrap();
+        assert_eq!((b.blocks, b.deposits.len(), b.retries.len()), (4, 8, 4));
+    }
+
+    /// Deposits on every stripe count, wherever the withdrawing thread's own stripe is: a
+    /// withdrawal first tries its own stripe and what it saw before, then reads them all.
+    #[test]
+    fn every_stripe_funds_retries() {
+        let c = ManualClock::new();
+        let b = RatioBudget::builder()
+            .ratio_parts(1, 1)
+            .min_retries_per_sec(0)
+            .stripes(4)
+            .clock(Arc::new(c.clone()))
+            .build()
+            .unwrap();
+        let own = b.own_stripe();
+        for stripe in (0..4).filter(|&s| s != own) {
+            // As if a thread of that stripe had deposited 3 times.
+            b.deposit_word(stripe, 0).fetch_add(3, Ordering::Relaxed);
+        }
+        assert_eq!(b.balance(), 9);
+        // The first withdrawal scans (no summary yet) and sees all 9.
+        assert!(b.try_withdraw().is_withdrawn());
+        // The fast path: its own stripe holds none, so it reads the others and remembers them.
+        assert!(b.withdraw_fast(0).is_some());
+        let seen = b.seen[own].0[0].load(Ordering::Relaxed);
+        assert_eq!((tag(seen), seen & SUMMARY_FIELD), (0, 9));
+        // Now from what it remembered, without reading the others again.
+        assert!(b.withdraw_fast(0).is_some());
+        let granted = 3 + (0..20).filter(|_| b.try_withdraw().is_withdrawn()).count();
+        assert_eq!(granted, 9);
+        assert_eq!(b.balance(), 0);
     }
 
     #[test]
@@ -1354,7 +1557,7 @@ mod tests {
         assert_eq!(count(b.past_deposits.load(Ordering::Relaxed)), 1);
         assert!(b.withdraw_fast(1).is_some()); // the fast path: 2 deposits, 2 retries
         // A straggler's deposit into generation 0, after the summary.
-        let cell = &b.slot(0).deposits;
+        let cell = b.deposit_word(b.own_stripe(), 0);
         cell.fetch_add(1, Ordering::Relaxed);
         assert_eq!(b.withdraw_fast(1), None); // the summary shows no funds left
         assert!(b.try_withdraw().is_withdrawn()); // the scan sees the third deposit
@@ -1373,7 +1576,7 @@ mod tests {
             .clock(Arc::new(c.clone()))
             .build()
             .unwrap();
-        let cell = &b.slot(0).deposits;
+        let cell = b.deposit_word(b.own_stripe(), 0);
         cell.store(pack(0, COUNT_MASK - 1), Ordering::Relaxed);
         b.deposit();
         b.deposit();
