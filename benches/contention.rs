@@ -20,13 +20,15 @@
 //!   (a thread-private `HashMap<Vec<String>, u64>`, `get_mut` by borrowed key), `hashmap_rwlock`
 //!   (a shared `RwLock<HashMap<Vec<String>, Arc<AtomicU64>>>`, read lock, `get`, `fetch_add`).
 //!
-//! - groups `budget`, `limiter`, `breaker`, `ratelimit`: one full admission decision per
-//!   operation, `weir` against `mutex` (the same logic guarded by one `std::sync::Mutex`), all
-//!   threads sharing one decision maker; group `clock`: `system_now`, the clock read those
-//!   decisions pay; group `floor`: `cas`, `cas_release`, `add_cas`, the atomic operations alone
-//!   of a decision that changes one word every thread writes (the floor under the rate limit,
-//!   the limiter and the budget). What each does is documented in `examples/support/decisions.rs`, which
-//!   this bench shares with the example; every decision is set up to admit, and the bench
+//! - groups `budget`, `budget_deposit`, `limiter`, `limiter_aimd`, `breaker`, `ratelimit`: one
+//!   full admission decision per operation (for `budget_deposit`, the deposit every request
+//!   makes), `weir` against `mutex` (the same logic guarded by one `std::sync::Mutex`), all
+//!   threads sharing one decision maker; group `clock`: `system_now` and `cached_now`, the
+//!   clock reads those decisions pay; group `floor`: `cas`, `cas_release`, `add_cas`, the
+//!   atomic operations alone of a decision that changes one word every thread writes (the
+//!   floor under the rate limit, the limiter and the budget). What each does is documented in
+//!   `examples/support/decisions.rs`, which this bench shares with the example; every
+//!   decision is set up to admit, and the bench
 //!   panics if one is refused or a permit is left in flight.
 //!
 //! For a quick CSV scaling report over more thread counts, see `examples/contention.rs`.
@@ -563,6 +565,12 @@ fn decisions(c: &mut Criterion) {
         "budget",
         decisions::WeirBudget::new,
         decisions::MutexBudget::new,
+    );
+    group(
+        c,
+        "budget_deposit",
+        decisions::WeirBudgetDeposit::new,
+        decisions::MutexBudgetDeposit::new,
     );
     group(
         c,

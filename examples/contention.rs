@@ -55,6 +55,8 @@
 //! each are documented in `examples/support/decisions.rs`, shared with the criterion bench):
 //! - `weir/budget`: `RatioBudget::deposit` then `try_withdraw` (a request that retries once).
 //! - `base/budget_mutex`: the same slot accounting in one `Mutex`, same two calls.
+//! - `weir/budget_deposit`, `base/budget_deposit_mutex`: the deposit alone, what every request
+//!   pays.
 //! - `weir/limiter`: `Limiter::try_acquire` then `Permit::success` under a `FixedLimit`
 //!   (which learns nothing: no clock read, no sample).
 //! - `base/limiter_mutex`: in-flight count, limit and algorithm in one `Mutex`; same work.
@@ -115,7 +117,7 @@ const SERIES: usize = METHODS.len() * CODES;
 /// Label pairs each lookup thread cycles through (a power of two).
 const KEYS_PER_THREAD: usize = 64;
 
-const CASES: [&str; 28] = [
+const CASES: [&str; 30] = [
     "weir/counter",
     "base/atomic_shared",
     "base/striped_padded",
@@ -131,6 +133,8 @@ const CASES: [&str; 28] = [
     "base/hashmap_rwlock",
     "weir/budget",
     "base/budget_mutex",
+    "weir/budget_deposit",
+    "base/budget_deposit_mutex",
     "weir/limiter",
     "base/limiter_mutex",
     "weir/limiter_aimd",
@@ -158,7 +162,8 @@ cases: weir/counter, base/atomic_shared, base/striped_padded,
        weir/histogram, base/hdr_recorder, base/hdr_mutex,
        weir/snapshot_load, weir/snapshot_cached, base/arcswap_load, base/rwlock_read,
        weir/labeled_lookup, base/hashmap_uncontended, base/hashmap_rwlock,
-       weir/budget, base/budget_mutex, weir/limiter, base/limiter_mutex,
+       weir/budget, base/budget_mutex, weir/budget_deposit, base/budget_deposit_mutex,
+       weir/limiter, base/limiter_mutex,
        weir/limiter_aimd, base/limiter_aimd_mutex,
        weir/breaker, base/breaker_mutex, weir/ratelimit,
        base/ratelimit_mutex,
@@ -894,6 +899,8 @@ fn run_case(case: &str, threads: usize, millis: u64, failures: &mut Failures) ->
         }
         "weir/budget" => decision!(WeirBudget),
         "base/budget_mutex" => decision!(MutexBudget),
+        "weir/budget_deposit" => decision!(WeirBudgetDeposit),
+        "base/budget_deposit_mutex" => decision!(MutexBudgetDeposit),
         "weir/limiter" => decision!(WeirLimiter),
         "base/limiter_mutex" => decision!(MutexLimiter),
         "weir/limiter_aimd" => decision!(WeirLimiterAimd),

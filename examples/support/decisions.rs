@@ -14,6 +14,8 @@
 //!   a weir bug, since fixed, made `try_withdraw` refuse covered retries under contention
 //!   (docs/benchmarks.md, "`RatioBudget` refused retries it could pay for"), and kept so that
 //!   the numbers stay comparable with the runs recorded then.
+//! - budget_deposit: `deposit()` alone on the same budget, what every request pays (most
+//!   succeed and never withdraw). weir's deposits go to the calling thread's stripe.
 //! - limiter: `try_acquire()` then release as a success, under a [`FixedLimit`] of 1,000,000,
 //!   which learns nothing (no clock read, no sample). weir: [`Limiter`]; base:
 //!   `(in_flight, limit, algorithm)` in one `Mutex`.
@@ -153,6 +155,24 @@ impl Decide for WeirBudget {
     }
 }
 
+/// `weir/budget_deposit`: [`RatioBudget::deposit`] alone, what every request pays (most
+/// requests succeed and never withdraw).
+pub(crate) struct WeirBudgetDeposit(RatioBudget);
+
+impl WeirBudgetDeposit {
+    pub(crate) fn new() -> WeirBudgetDeposit {
+        WeirBudgetDeposit(WeirBudget::new().0)
+    }
+}
+
+impl Decide for WeirBudgetDeposit {
+    #[inline]
+    fn decide(&self) -> bool {
+        self.0.deposit();
+        true
+    }
+}
+
 /// The baseline budget's state: deposits and retries per generation slot, and the newest
 /// generation seen (slots of older generations are emptied when it moves on).
 struct RatioState {
@@ -257,6 +277,23 @@ impl Decide for MutexBudget {
     fn decide(&self) -> bool {
         self.deposit();
         black_box(self.try_withdraw()).is_withdrawn()
+    }
+}
+
+/// `base/budget_deposit_mutex`: [`MutexBudget`]'s deposit alone.
+pub(crate) struct MutexBudgetDeposit(MutexBudget);
+
+impl MutexBudgetDeposit {
+    pub(crate) fn new() -> MutexBudgetDeposit {
+        MutexBudgetDeposit(MutexBudget::new())
+    }
+}
+
+impl Decide for MutexBudgetDeposit {
+    #[inline]
+    fn decide(&self) -> bool {
+        self.0.deposit();
+        true
     }
 }
 

@@ -14,6 +14,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
+
 use super::{BuildError, Decision, LimitReason, Quota, RateMetrics, clock_nanos};
 use crate::clock::{SharedClock, SystemClock};
 use crate::policy::Mode;
@@ -183,7 +185,10 @@ impl GcraCell {
 /// # Ok::<(), weir::policy::ratelimit::QuotaError>(())
 /// ```
 pub struct Gcra {
-    cell: GcraCell,
+    /// Alone on its cache line(s): every acquisition writes it, and the settings below are
+    /// read by every acquisition, so sharing a line would make each write evict them from the
+    /// other threads' caches.
+    cell: CachePadded<GcraCell>,
     quota: Quota,
     mode: Mode,
     clock: SharedClock,
@@ -194,7 +199,7 @@ impl Gcra {
     /// An enforcing limiter with this quota and clock, recording no metrics.
     pub fn new(quota: Quota, clock: SharedClock) -> Gcra {
         Gcra {
-            cell: GcraCell::new(),
+            cell: CachePadded::new(GcraCell::new()),
             quota,
             mode: Mode::Enforce,
             clock,
@@ -331,7 +336,7 @@ impl GcraBuilder {
             None => None,
         };
         Ok(Gcra {
-            cell: GcraCell::new(),
+            cell: CachePadded::new(GcraCell::new()),
             quota: self.quota,
             mode: self.mode,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
