@@ -61,6 +61,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
+
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::RegistryError;
 use crate::registry::Registry;
@@ -221,7 +223,7 @@ impl BulkheadBuilder {
                 max_wait: self.max_wait,
                 mode: self.mode,
                 clock,
-                state: AtomicU64::new(Snapshot::INITIAL.bits()),
+                state: CachePadded::new(AtomicU64::new(Snapshot::INITIAL.bits())),
                 queue: Mutex::new(Queue {
                     seq: 0,
                     waiting: BTreeMap::new(),
@@ -447,8 +449,10 @@ struct Inner {
     max_wait: Duration,
     mode: Mode,
     clock: SharedClock,
-    /// The packed permit word (see `state.rs`).
-    state: AtomicU64,
+    /// The packed permit word (see `state.rs`). On its own cache line(s): every acquire and
+    /// release writes it, and the settings above, read by each of them, would otherwise be
+    /// evicted from other threads' caches by each write.
+    state: CachePadded<AtomicU64>,
     queue: Mutex<Queue>,
     metrics: Option<Metrics>,
 }

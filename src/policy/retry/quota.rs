@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crossbeam_utils::CachePadded;
+
 use super::budget::{FailureClass, RetryBudget, Withdrawal};
 use crate::sync::{AtomicU64, Ordering};
 
@@ -48,7 +50,7 @@ impl RetryQuotaBuilder {
             return Err(RetryQuotaError::ZeroCost);
         }
         Ok(RetryQuota {
-            capacity: AtomicU64::new(u64::from(self.capacity)),
+            capacity: CachePadded::new(AtomicU64::new(u64::from(self.capacity))),
             max: u64::from(self.capacity),
             retry_cost: u64::from(self.retry_cost),
             timeout_cost: u64::from(self.timeout_cost),
@@ -88,7 +90,9 @@ impl RetryQuotaBuilder {
 /// # Ok::<(), weir::policy::retry::RetryQuotaError>(())
 /// ```
 pub struct RetryQuota {
-    capacity: AtomicU64,
+    /// On its own cache line(s): every withdrawal and refund writes it, and the costs below,
+    /// read with it, would otherwise be evicted from other threads' caches by each write.
+    capacity: CachePadded<AtomicU64>,
     max: u64,
     retry_cost: u64,
     timeout_cost: u64,

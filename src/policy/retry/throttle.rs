@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crossbeam_utils::CachePadded;
+
 use super::budget::{FailureClass, RetryBudget, Withdrawal};
 use crate::sync::{AtomicU64, Ordering};
 
@@ -52,7 +54,7 @@ impl RetryThrottleBuilder {
         let ratio = ((r * MILLI as f64).round() as u64).max(1);
         let max = u64::from(self.max_tokens) * MILLI;
         Ok(RetryThrottle {
-            tokens: AtomicU64::new(max),
+            tokens: CachePadded::new(AtomicU64::new(max)),
             max,
             threshold: max / 2,
             ratio,
@@ -90,8 +92,10 @@ impl RetryThrottleBuilder {
 /// # Ok::<(), weir::policy::retry::RetryThrottleError>(())
 /// ```
 pub struct RetryThrottle {
-    /// Milli-tokens, `0..=max`.
-    tokens: AtomicU64,
+    /// Milli-tokens, `0..=max`. On its own cache line(s): every outcome writes it, and the
+    /// settings below, read with it, would otherwise be evicted from other threads' caches
+    /// by each write.
+    tokens: CachePadded<AtomicU64>,
     max: u64,
     threshold: u64,
     ratio: u64,
