@@ -793,14 +793,18 @@ impl RatioBudget {
             }
         }
         let cost = i128::from(self.den);
+        // Everything but the current retry count, computed before that count is loaded.
+        let funds = |d: u64| {
+            self.base + i128::from(self.num) * i128::from(past_d + d) - cost * i128::from(past_w)
+        };
+        let mut before = funds(d);
         // Acquire: see the module's Orderings.
         let mut cur = retries.load(Ordering::Acquire);
         loop {
             if cur & !COUNT_MASK != pack(g, 0) || count(cur) == COUNT_MASK {
                 return None;
             }
-            let balance = self.base + i128::from(self.num) * i128::from(past_d + d)
-                - cost * i128::from(past_w + count(cur));
+            let balance = before - cost * i128::from(count(cur));
             if balance < cost {
                 if all {
                     return None;
@@ -815,6 +819,7 @@ impl RatioBudget {
                 // an older sum: still a lower bound.
                 self.seen[own].0[0].store(pack(g, others), Ordering::Relaxed);
                 d = self.current_deposits(own, g) + others;
+                before = funds(d);
                 // Acquire: as above; a fresh value, next to the compare-and-swap again.
                 cur = retries.load(Ordering::Acquire);
                 continue;
