@@ -1036,3 +1036,40 @@ fn ratio_budget_striped_deposits_fund_exactly_their_count() {
     assert_eq!(during + after, DEPOSITORS * EACH);
     assert_eq!(budget.balance(), 0);
 }
+
+/// Successes at the ceiling change nothing (they only read the count), and successes below it
+/// add exactly their share, up to the ceiling: for the gRPC throttle and the AWS quota alike.
+#[test]
+fn successes_at_the_ceiling_change_nothing() {
+    use weir::policy::retry::{FailureClass, RetryQuota, RetryThrottle};
+    let t = RetryThrottle::builder()
+        .max_tokens(10)
+        .token_ratio(0.4)
+        .build()
+        .unwrap();
+    t.on_success();
+    assert_eq!(t.milli_tokens(), 10_000);
+    t.record_failure();
+    assert_eq!(t.milli_tokens(), 9_000);
+    t.on_success();
+    t.on_success();
+    assert_eq!(t.milli_tokens(), 9_800);
+    t.on_success();
+    assert_eq!(t.milli_tokens(), 10_000);
+    t.on_success();
+    assert_eq!(t.milli_tokens(), 10_000);
+
+    let q = RetryQuota::builder().build().unwrap();
+    let full = q.capacity();
+    q.on_success(0);
+    assert_eq!(q.capacity(), full);
+    assert!(q.try_withdraw(FailureClass::Normal).is_withdrawn());
+    let after = q.capacity();
+    assert!(after < full);
+    q.on_success(0);
+    assert_eq!(q.capacity(), (after + 1).min(full));
+    q.refund(full);
+    assert_eq!(q.capacity(), full);
+    q.refund(0);
+    assert_eq!(q.capacity(), full);
+}

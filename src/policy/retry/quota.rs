@@ -163,11 +163,14 @@ impl RetryQuota {
 
     /// Gives `amount` back, up to the largest capacity.
     pub fn refund(&self, amount: u64) {
-        // Relaxed: see the module's Orderings. The closure never returns None.
+        // Relaxed: see the module's Orderings. `None` (already full, or nothing to refund)
+        // ends it without a write, so successes at full capacity (a healthy service) only
+        // read the line and do not take turns writing it.
         let _ = self
             .capacity
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                Some(c.saturating_add(amount).min(self.max))
+                let next = c.saturating_add(amount).min(self.max);
+                (next != c).then_some(next)
             });
     }
 

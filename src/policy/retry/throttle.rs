@@ -176,13 +176,17 @@ impl RetryThrottle {
         let _ = self.charge();
     }
 
-    /// A success: adds the token ratio, up to the ceiling.
+    /// A success: adds the token ratio, up to the ceiling. At the ceiling (a healthy service,
+    /// where nearly every request succeeds) it only reads the count: successes on different
+    /// threads then share the line instead of taking turns writing it.
     pub fn on_success(&self) {
-        // Relaxed: see the module's Orderings. The closure never returns None.
+        // Relaxed: see the module's Orderings. `None` (nothing to add) ends it without a
+        // write; the value read is a count like any other.
         let _ = self
             .tokens
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some((t + self.ratio).min(self.max))
+                let next = (t + self.ratio).min(self.max);
+                (next != t).then_some(next)
             });
     }
 }
