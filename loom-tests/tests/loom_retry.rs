@@ -13,14 +13,22 @@ use weir::policy::retry::{FailureClass, RatioBudget, RetryQuota, RetryThrottle, 
 
 const MS: Duration = Duration::from_millis(1);
 
-/// A ratio budget with a 2 ms window in two 1 ms slots, ratio 1, no reserve.
+/// A ratio budget with a 2 ms window in two 1 ms slots, ratio 1, no reserve, its deposits on
+/// one stripe.
 fn ratio_budget(clock: &ManualClock) -> Arc<RatioBudget> {
+    striped_budget(clock, 1)
+}
+
+/// `ratio_budget` with its deposits spread over `stripes` stripes: each modeled thread
+/// deposits into its own slot's stripe.
+fn striped_budget(clock: &ManualClock, stripes: u32) -> Arc<RatioBudget> {
     Arc::new(
         RatioBudget::builder()
             .window(2 * MS)
             .slots(2)
             .ratio(1.0)
             .min_retries_per_sec(0)
+            .stripes(stripes)
             .clock(Arc::new(clock.clone()))
             .build()
             .unwrap(),
@@ -176,21 +184,27 @@ fn ratio_rotation_expires_deposits() {
 /// Two requests, each a deposit then a retry, race with the clock frozen: each retry is
 /// covered by its own deposit, so a sequence grants both, and so must every interleaving (a
 /// retry that loses its compare-and-swap to the other rescans instead of refusing, and the
-/// fast path never refuses).
+/// fast path never refuses); a third retry is refused. With `stripes` 2, each thread deposits
+/// on its own stripe, and a refusal comes only from the full scan, which reads every stripe.
+fn covered_retries_are_granted(stripes: u32) {
+    let clock = ManualClock::new();
+    let b = striped_budget(&clock, stripes);
+    let b1 = b.clone();
+    let t = spawn(move || {
+        b1.deposit();
+        granted(b1.try_withdraw())
+    });
+    b.deposit();
+    let here = granted(b.try_withdraw());
+    assert_eq!(here + t.join().unwrap(), 2);
+    assert_eq!(granted(b.try_withdraw()), 0);
+    assert_eq!(b.balance(), 0);
+}
+
 #[test]
 fn ratio_covered_retries_are_never_refused() {
     model("ratio_covered_retries_are_never_refused", || {
-        let clock = ManualClock::new();
-        let b = ratio_budget(&clock);
-        let b1 = b.clone();
-        let t = spawn(move || {
-            b1.deposit();
-            granted(b1.try_withdraw())
-        });
-        b.deposit();
-        let here = granted(b.try_withdraw());
-        assert_eq!(here + t.join().unwrap(), 2);
-        assert_eq!(b.balance(), 0);
+        covered_retries_are_granted(1)
     });
 }
 
@@ -308,41 +322,10 @@ fn quota_refund_against_withdrawal() {
     });
 }
 
-/// `ratio_budget` with its deposits spread over two stripes: each modeled thread deposits into
-/// its own slot's stripe.
-fn striped_budget(clock: &ManualClock) -> Arc<RatioBudget> {
-    Arc::new(
-        RatioBudget::builder()
-            .window(2 * MS)
-            .slots(2)
-            .ratio(1.0)
-            .min_retries_per_sec(0)
-            .stripes(2)
-            .clock(Arc::new(clock.clone()))
-            .build()
-            .unwrap(),
-    )
-}
-
-/// Each thread deposits on its own stripe and then retries: each retry is covered by its own
-/// thread's deposit, so both are granted whatever the interleaving (a refusal comes only from
-/// the full scan, which reads every stripe), and a third retry is refused.
 #[test]
 fn ratio_striped_covered_retries_are_granted() {
     model("ratio_striped_covered_retries_are_granted", || {
-        let clock = ManualClock::new();
-        let b = striped_budget(&clock);
-        let b1 = b.clone();
-        let t = spawn(move || {
-            b1.deposit();
-            granted(b1.try_withdraw())
-        });
-        b.deposit();
-        let here = granted(b.try_withdraw());
-        let there = t.join().unwrap();
-        assert_eq!(here + there, 2);
-        assert_eq!(granted(b.try_withdraw()), 0);
-        assert_eq!(b.balance(), 0);
+        covered_retries_are_granted(2)
     });
 }
 
@@ -354,7 +337,7 @@ fn ratio_striped_covered_retries_are_granted() {
 fn ratio_striped_remembered_deposits_never_overdraw() {
     model("ratio_striped_remembered_deposits_never_overdraw", || {
         let clock = ManualClock::new();
-        let b = striped_budget(&clock);
+        let b = striped_budget(&clock, 2);
         let b1 = b.clone();
         let t = spawn(move || {
             b1.deposit();
@@ -383,7 +366,7 @@ fn ratio_striped_remembered_deposits_never_overdraw() {
 fn ratio_striped_deposits_across_a_slot_boundary() {
     model("ratio_striped_deposits_across_a_slot_boundary", || {
         let clock = ManualClock::new();
-        let b = striped_budget(&clock);
+        let b = striped_budget(&clock, 2);
         b.deposit();
         let b1 = b.clone();
         let t = spawn(move || {
