@@ -839,7 +839,7 @@ impl Inner {
                 // paired with the Release of the holder that gave it back), Relaxed on
                 // failure (the retry re-checks).
                 match ctl.try_take(cur, 0) {
-                    Ok(owner) => return Holder::new(self, owner).run(Some(sample)),
+                    Ok(owner) => return self.apply_own(owner, cur | LOCKED, sample),
                     Err(actual) => cur = actual,
                 }
                 continue;
@@ -866,6 +866,28 @@ impl Inner {
         if let (_, Some(owner)) = ctl.fetch_or_take(bit << FULL_SHIFT) {
             Holder::new(self, owner).run(None);
         }
+    }
+
+    /// The holder's work when it took the feed with its own sample (`held`: the word its take
+    /// wrote). The uncontended case, what a single thread always meets, is `Holder::run`
+    /// without its rounds: apply the sample, store the limit, and give the feed back with one
+    /// compare-and-swap against `held`, which succeeds only if no sample was published and
+    /// nobody asked for the feed meanwhile. Otherwise `Holder::run` takes over (it applies
+    /// what was published, or passes the feed on). A panic in `update` drops `owner`, which
+    /// gives the feed back (the sample is lost, as in `Holder`).
+    #[inline]
+    fn apply_own(&self, mut owner: Owner<'_>, held: u64, sample: Sample) {
+        let limit = owner.with(|algorithm| algorithm.update(&sample));
+        self.store_limit(limit.max(1));
+        if held & (FULL_MASK | WANTED) == 0 {
+            // `give`: a CAS clearing LOCKED, Release on success (our update and limit write
+            // happen before the next holder's), Relaxed on failure (nothing given).
+            match owner.give(held, 0) {
+                Ok(()) => return,
+                Err((o, _)) => owner = o,
+            }
+        }
+        Holder::new(self, owner).run(None);
     }
 
     /// Takes the feed and runs `op` on the algorithm, after applying every sample waiting;
