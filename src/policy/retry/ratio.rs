@@ -24,9 +24,9 @@
 //! words are on blocks of their own as well.
 //!
 //! - **Deposit**: a load of the caller's stripe's current deposit word and, when it already
-//!   counts `g`, one `fetch_add`. If the word moved on to a later generation between the two (a thread there
-//!   recycled it), the deposit counts in that later generation, never in the past; a word left
-//!   from an expired generation is recycled to `g` by a compare-and-swap.
+//!   counts `g`, one `fetch_add`. If the word moved on to a later generation between the two
+//!   (a thread there recycled it), the deposit counts in that later generation, never in the
+//!   past; a word left from an expired generation is recycled to `g` by a compare-and-swap.
 //! - **Retry, full scan**: the retry words of the window's past generations are *sealed* (a
 //!   compare-and-swap sets the bit; a word left from an expired generation is replaced by a
 //!   sealed empty word of the generation the window expects there), so nothing can be added to
@@ -42,10 +42,11 @@
 //!   word (in that order, so that only arithmetic separates the retry word's load from its
 //!   compare-and-swap), and grants with the same compare-and-swap if the funds they show
 //!   cover it. If they fall short, it sums the other stripes' current words afresh, remembers
-//!   the sum in its stripe's word, and checks once more. Those funds are a lower bound of the window's (exact retries, a lower
-//!   bound of deposits), so a grant is always safe; the fast path never refuses: when the funds
-//!   it sees fall short, the full scan decides. So refusals are as exact as before, and a
-//!   single thread's grants and balances are exactly the formula's.
+//!   the sum in its stripe's word, and checks once more. Those funds are a lower bound of the
+//!   window's (exact retries, a lower bound of deposits), so a grant is always safe; the fast
+//!   path never refuses: when the funds it sees fall short, the full scan decides. So
+//!   refusals are as exact as before, and a single thread's grants and balances are exactly
+//!   the formula's.
 //!
 //! A thread that finds a word tagged with a later generation than its own moves forward to the
 //! latest generation any operation has used (the `high` mark), so stragglers never write into
@@ -427,9 +428,9 @@ fn generation_at(now: Duration, width: u64) -> u64 {
 /// # Limits
 /// - A slot counts at most `2^29 - 1` (536,870,911) deposits per stripe and as many retries;
 ///   further deposits in that slot's stripe are not counted (fewer retries, never more), and a
-///   retry that would overflow is refused. (A deposit checks the count before its `fetch_add`; the adds that
-///   race past the limit land in the deposit word's spare 30th count bit, which would take
-///   `2^29` threads at once to overflow.)
+///   retry that would overflow is refused. (A deposit checks the count before its
+///   `fetch_add`; the adds that race past the limit land in the deposit word's spare 30th
+///   count bit, which would take `2^29` threads at once to overflow.)
 /// - Generations are stored modulo `2^34`. A slot (or the summary) left untouched for an exact
 ///   multiple of `2^34` generations (at the smallest width of 1 ms, about 199 years of the
 ///   budget standing idle, or a clock that jumps that far at once) could be mistaken for a
@@ -462,8 +463,9 @@ pub struct RatioBudget {
     width: u64,
     window: Duration,
     /// The ring of retry words, `[tag: 34][sealed: 1][count: 29]`, in `blocks` blocks:
-    /// generation `g` lives at word `g & mask`. Its length is the window's slot count rounded up to a power of two;
-    /// the indices of the generations older than the window are simply not read.
+    /// generation `g` lives at word `g & mask`. Its length is the window's slot count rounded
+    /// up to a power of two; the indices of the generations older than the window are simply
+    /// not read.
     retries: Box<[Block]>,
     /// The rings of deposit words, `[tag: 34][count: 30]` (see [`DEPOSIT_FIELD`]), one ring
     /// per stripe, each `blocks` blocks long: stripe `s` keeps generation `g` at word
