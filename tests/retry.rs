@@ -154,9 +154,19 @@ fn ratio_budget_sixteen_threads_withdraw_exactly_what_is_allowed() {
 
 #[test]
 fn ratio_budget_sixteen_threads_mixed_never_overdraw() {
-    for (ratio, milli) in RATIOS {
+    // The default stripes (one per hardware thread), one stripe, and 16 (one per thread here,
+    // whatever the machine).
+    let stripes = [None, Some(1), Some(16)];
+    for ((ratio, milli), stripes) in RATIOS.into_iter().zip(stripes.into_iter().cycle()) {
         let clock = ManualClock::new();
-        let b = Arc::new(ratio_budget(&clock, ratio, 0));
+        let mut builder = RatioBudget::builder()
+            .ratio(ratio)
+            .min_retries_per_sec(0)
+            .clock(shared(&clock));
+        if let Some(n) = stripes {
+            builder = builder.stripes(n);
+        }
+        let b = Arc::new(builder.build().unwrap());
         let granted = AtomicU64::new(0);
         thread::scope(|s| {
             for t in 0..THREADS {
@@ -189,6 +199,12 @@ fn ratio_budget_sixteen_threads_mixed_never_overdraw() {
 fn ratio_budget_threads_with_a_moving_clock_stay_consistent() {
     // A clock thread moves time across slots and whole windows while 16 threads deposit and
     // withdraw. With no reserve and ratio 1, retries are never granted beyond the requests.
+    for stripes in [1, 16] {
+        moving_clock_stays_consistent(stripes);
+    }
+}
+
+fn moving_clock_stays_consistent(stripes: u32) {
     let clock = ManualClock::new();
     let b = Arc::new(
         RatioBudget::builder()
@@ -196,6 +212,7 @@ fn ratio_budget_threads_with_a_moving_clock_stay_consistent() {
             .slots(4)
             .ratio(1.0)
             .min_retries_per_sec(0)
+            .stripes(stripes)
             .clock(shared(&clock))
             .build()
             .unwrap(),
