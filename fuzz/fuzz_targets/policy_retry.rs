@@ -37,6 +37,9 @@ struct Input {
     num: u16,
     den: u16,
     min_per_sec: u16,
+    /// Deposit stripes asked for (0 and values above the cap included): one thread deposits
+    /// into one of them, and every reader sums them all.
+    stripes: u8,
     max_tokens: u16,
     ratio_milli: u16,
     capacity: u16,
@@ -75,6 +78,7 @@ fuzz_target!(|input: Input| {
         .slots(slots)
         .ratio_parts(u32::from(input.num % 1000), u32::from(input.den % 1000) + 1)
         .min_retries_per_sec(u32::from(input.min_per_sec % 2000))
+        .stripes(u32::from(input.stripes))
         .clock(Arc::new(clock.clone()))
         .build()
         .expect("valid ratio budget");
