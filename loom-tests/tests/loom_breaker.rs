@@ -11,17 +11,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{model, race};
+use common::{Log, model, permit, race};
 use weir::ManualClock;
 use weir::policy::breaker::{
-    BreakerBuilder, CircuitBreaker, Decision, OwnedPermit, Recorded, RejectReason, State,
-    Transition,
+    BreakerBuilder, CircuitBreaker, Decision, Recorded, RejectReason, State,
 };
-
-type Log = Arc<Mutex<Vec<Transition>>>;
 
 fn builder(clock: &ManualClock, log: &Log) -> BreakerBuilder {
     let log = log.clone();
@@ -30,14 +26,6 @@ fn builder(clock: &ManualClock, log: &Log) -> BreakerBuilder {
         .open_duration(Duration::from_secs(1))
         .clock(clock.clone())
         .on_transition(move |t| log.lock().unwrap().push(*t))
-}
-
-/// An owned permit (models move permits into spawned threads).
-fn permit(b: &CircuitBreaker) -> OwnedPermit {
-    match b.try_acquire_owned() {
-        Decision::Permitted(p) => p,
-        Decision::Rejected(r) => panic!("rejected: {r:?}"),
-    }
 }
 
 fn transitioned(r: &Recorded, from: State, to: State) -> bool {

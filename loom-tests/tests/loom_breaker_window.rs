@@ -7,17 +7,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{model, race};
+use common::{Log, model, permit, race};
 use weir::ManualClock;
 use weir::policy::breaker::{
-    BreakerBuilder, CircuitBreaker, Decision, OwnedPermit, Recorded, SlidingWindow, State,
-    Transition,
+    BreakerBuilder, CircuitBreaker, Decision, Recorded, SlidingWindow, State,
 };
-
-type Log = Arc<Mutex<Vec<Transition>>>;
 
 /// A breaker with a time window of `buckets` buckets of one second each.
 fn builder(clock: &ManualClock, log: &Log, buckets: u32) -> BreakerBuilder {
@@ -32,11 +28,13 @@ fn builder(clock: &ManualClock, log: &Log, buckets: u32) -> BreakerBuilder {
         .on_transition(move |t| log.lock().unwrap().push(*t))
 }
 
-fn permit(b: &CircuitBreaker) -> OwnedPermit {
-    match b.try_acquire_owned() {
-        Decision::Permitted(p) => p,
-        Decision::Rejected(r) => panic!("rejected: {r:?}"),
-    }
+/// `builder`, tripping on any failure and never on the rate (it needs 100 calls): the models
+/// that check what the window counts.
+fn trips_on_any_failure(clock: &ManualClock, log: &Log, buckets: u32) -> BreakerBuilder {
+    builder(clock, log, buckets)
+        .consecutive_failures(1)
+        .failure_rate(1.0)
+        .minimum_calls(100)
 }
 
 fn calls(b: &CircuitBreaker) -> u64 {
@@ -52,12 +50,7 @@ fn stale_success_never_enters_a_new_period() {
     model("stale_success_never_enters_a_new_period", || {
         let clock = ManualClock::new();
         let log = Log::default();
-        let b = builder(&clock, &log, 1)
-            .consecutive_failures(1)
-            .failure_rate(1.0)
-            .minimum_calls(100)
-            .build()
-            .unwrap();
+        let b = trips_on_any_failure(&clock, &log, 1).build().unwrap();
         let old = permit(&b);
         let b2 = b.clone();
         let (ra, ()) = race(
@@ -94,10 +87,7 @@ fn new_period_success_always_counts() {
     model("new_period_success_always_counts", || {
         let clock = ManualClock::new();
         let log = Log::default();
-        let b = builder(&clock, &log, 1)
-            .consecutive_failures(1)
-            .failure_rate(1.0)
-            .minimum_calls(100)
+        let b = trips_on_any_failure(&clock, &log, 1)
             .half_open_max_probes(1)
             .success_threshold(1)
             .build()
@@ -139,12 +129,7 @@ fn calls_across_a_bucket_boundary_all_count() {
     model("calls_across_a_bucket_boundary_all_count", || {
         let clock = ManualClock::new();
         let log = Log::default();
-        let b = builder(&clock, &log, 2)
-            .consecutive_failures(1)
-            .failure_rate(1.0)
-            .minimum_calls(100)
-            .build()
-            .unwrap();
+        let b = trips_on_any_failure(&clock, &log, 2).build().unwrap();
         assert_eq!(permit(&b).success(), Recorded::Counted); // slot 0
         let (pa, pb) = (permit(&b), permit(&b));
         let c2 = clock.clone();

@@ -42,3 +42,14 @@ where
     let tb = spawn(b);
     (ta.join().unwrap(), tb.join().unwrap())
 }
+
+/// The transitions a breaker's listener saw, in order.
+pub type Log = std::sync::Arc<std::sync::Mutex<Vec<weir::policy::breaker::Transition>>>;
+
+/// An owned permit of `b` (models move permits into spawned threads); panics if refused.
+pub fn permit(b: &weir::policy::breaker::CircuitBreaker) -> weir::policy::breaker::OwnedPermit {
+    match b.try_acquire_owned() {
+        weir::policy::breaker::Decision::Permitted(p) => p,
+        weir::policy::breaker::Decision::Rejected(r) => panic!("rejected: {r:?}"),
+    }
+}
